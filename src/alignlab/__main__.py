@@ -1,0 +1,5 @@
+"""``python -m alignlab`` runs the command line."""
+
+from alignlab.cli import main
+
+main()

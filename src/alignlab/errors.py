@@ -1,0 +1,124 @@
+"""The alignlab error tree.
+
+Every error alignlab raises on purpose derives from :class:`AlignlabError`, so a caller
+can catch everything at once or one branch at the right level::
+
+    AlignlabError
+    ├── ConfigError              a setting, option or name is wrong
+    │   └── UnknownNameError     a registry has no such name (suggests the closest)
+    ├── DependencyError          an optional dependency is missing (names the extra)
+    ├── DataError                an input file is malformed (names the file and line)
+    └── ModelError               a model could not do what was asked
+        ├── ModelNotFoundError   no weights at the given path or id
+        ├── EndpointError        an HTTP endpoint is unreachable or answered with an error
+        ├── ContextLengthError   the prompt does not fit the model's context
+        └── CapabilityError      the backend cannot do this (e.g. hidden states over HTTP)
+
+Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AlignlabError(Exception):
+    """Base class of every error alignlab raises on purpose."""
+
+
+class ConfigError(AlignlabError):
+    """A setting, option or name is wrong."""
+
+
+class UnknownNameError(ConfigError):
+    """A registry was asked for a name it does not hold.
+
+    Args:
+        kind: what the registry holds, e.g. ``"model backend"``.
+        name: the name that was asked for.
+        known: the names the registry does hold.
+        suggestion: the closest known name, if any is close.
+    """
+
+    def __init__(self, kind: str, name: str, known: list[str], suggestion: str | None) -> None:
+        self.kind = kind
+        self.name = name
+        self.known = known
+        self.suggestion = suggestion
+        hint = f" Did you mean {suggestion!r}?" if suggestion else ""
+        super().__init__(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(known))}.")
+
+
+class DependencyError(AlignlabError):
+    """An optional dependency is not installed.
+
+    Args:
+        package: the import name that failed.
+        extra: the alignlab extra that provides it.
+    """
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package!r} is not installed; install it with: pip install 'alignlab[{extra}]'")
+
+
+class DataError(AlignlabError):
+    """An input file is malformed.
+
+    Args:
+        path: the file.
+        line: the 1-based line number, where one applies.
+        reason: what is wrong.
+    """
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelError(AlignlabError):
+    """A model could not do what was asked."""
+
+
+class ModelNotFoundError(ModelError):
+    """No model weights at the given path or id."""
+
+
+class EndpointError(ModelError):
+    """An HTTP endpoint is unreachable or answered with an error.
+
+    Args:
+        url: the URL that failed.
+        reason: what happened.
+        status: the HTTP status, where the server answered.
+    """
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        self.url = url
+        self.status = status
+        code = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"endpoint {url}{code}: {reason}")
+
+
+class ContextLengthError(ModelError):
+    """The prompt (plus the tokens asked for) does not fit the model's context.
+
+    Args:
+        tokens: the prompt length in tokens.
+        limit: the model's context length.
+    """
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        self.tokens = tokens
+        self.limit = limit
+        super().__init__(
+            f"prompt is {tokens} tokens but the model's context is {limit} tokens; shorten the prompt"
+        )
+
+
+class CapabilityError(ModelError):
+    """The backend cannot do this at all (not a transient failure)."""

@@ -1,0 +1,1 @@
+"""OpenAI-compatible serving of any alignlab backend (``alignlab serve``)."""

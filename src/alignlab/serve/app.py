@@ -1,0 +1,376 @@
+"""An OpenAI-compatible server for any alignlab backend (FastAPI).
+
+Routes: ``GET /healthz``, ``GET /v1/models``, ``POST /v1/chat/completions`` and
+``POST /v1/completions`` (streaming or not, with log-probabilities). Errors come back as
+OpenAI-style JSON: 422 names the invalid field, 400 states a context limit, 413 refuses an
+oversized body, 502 reports an unreachable upstream; an unexpected failure answers 500
+and leaves the server running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from alignlab.errors import AlignlabError, ContextLengthError, EndpointError
+from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
+from alignlab.serve.engine import Engine
+from alignlab.serve.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    chat_logprobs,
+    error_body,
+    legacy_logprobs,
+    new_id,
+    now,
+)
+
+log = logging.getLogger(__name__)
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class BodyLimit:
+    """ASGI middleware answering 413 to request bodies over ``max_bytes`` (chunked ones too)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = error_body(
+            f"request body exceeds {self.max_bytes} bytes", "invalid_request_error", code="too_large"
+        )
+        await JSONResponse(body, status_code=413)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    backend: Backend, *, max_batch: int = 16, max_body_bytes: int = 1 << 20, default_max_tokens: int = 256
+) -> FastAPI:
+    """An OpenAI-compatible app serving ``backend``; its engine starts with the app.
+
+    Args:
+        backend: the model to serve.
+        max_batch: most requests decoded together.
+        max_body_bytes: larger request bodies are refused with 413.
+        default_max_tokens: completion length when a chat request sets none.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = Engine(backend, max_batch=max_batch)
+        yield
+        await asyncio.to_thread(app.state.engine.close)
+
+    app = FastAPI(title="alignlab", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    _add_error_handlers(app)
+    server = _Server(app, backend, default_max_tokens)
+
+    app.get("/healthz")(server.health)
+    app.get("/v1/models")(server.models)
+    app.post("/v1/chat/completions", response_model=None)(server.chat)
+    app.post("/v1/completions", response_model=None)(server.completions)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"] if p != "body") or None
+        message = f"{field}: {first['msg']}" if field else str(first["msg"])
+        return JSONResponse(error_body(message, "invalid_request_error", param=field), status_code=422)
+
+    @app.exception_handler(ContextLengthError)
+    async def too_long(request: Request, exc: ContextLengthError) -> JSONResponse:
+        body = error_body(str(exc), "invalid_request_error", param="messages", code="context_length_exceeded")
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(EndpointError)
+    async def upstream(request: Request, exc: EndpointError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), "upstream_error"), status_code=502)
+
+    @app.exception_handler(AlignlabError)
+    async def refused(request: Request, exc: AlignlabError) -> JSONResponse:
+        return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=400)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return JSONResponse(
+            error_body(f"internal error: {type(exc).__name__}", "server_error"), status_code=500
+        )
+
+
+class _Server:
+    """The route handlers, sharing the backend and the app's engine."""
+
+    def __init__(self, app: FastAPI, backend: Backend, default_max_tokens: int) -> None:
+        self.app = app
+        self.backend = backend
+        self.default_max_tokens = default_max_tokens
+
+    @property
+    def engine(self) -> Engine:
+        engine: Engine = self.app.state.engine
+        return engine
+
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok", "model": self.backend.name}
+
+    async def models(self) -> dict[str, Any]:
+        card = {"id": self.backend.name, "object": "model", "created": 0, "owned_by": "alignlab"}
+        return {"object": "list", "data": [card]}
+
+    def _check(self, prompt: Prompt) -> int | None:
+        """The prompt's token count, where the backend can count; raises when it cannot fit."""
+        count = getattr(self.backend, "count_tokens", None)
+        if count is None:
+            return None
+        tokens = int(count(prompt))
+        limit = self.backend.context_length
+        if limit is not None and tokens >= limit:
+            raise ContextLengthError(tokens, limit)
+        return tokens
+
+    async def _run(self, prompt: Prompt, params: SamplingParams) -> list[TokenEvent]:
+        return [e async for e in self.engine.submit(prompt, params)]
+
+    async def chat(self, body: ChatRequest) -> Any:
+        prompt: Prompt = [m.as_chat() for m in body.messages]
+        prompt_tokens = await asyncio.to_thread(self._check, prompt)
+        max_tokens = body.max_completion_tokens or body.max_tokens or self.default_max_tokens
+        top = body.top_logprobs or 0
+        params = [body.params(max_tokens, top, i) for i in range(body.n)]
+        ident, created = new_id("chatcmpl"), now()
+        if body.stream:
+            chunks = self._chat_chunks(ident, created, prompt, params, body, prompt_tokens)
+            return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+        results = await asyncio.gather(*(self._run(prompt, p) for p in params))
+        choices = []
+        for i, events in enumerate(results):
+            choice: dict[str, Any] = {
+                "index": i,
+                "message": {"role": "assistant", "content": "".join(e.text for e in events)},
+                "finish_reason": _finish(events),
+                "logprobs": chat_logprobs(events) if body.logprobs else None,
+            }
+            choices.append(choice)
+        usage = _usage(prompt_tokens, sum(_count(events) for events in results))
+        return {
+            "id": ident,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.backend.name,
+            "choices": choices,
+            "usage": usage,
+        }
+
+    async def _chat_chunks(
+        self,
+        ident: str,
+        created: int,
+        prompt: Prompt,
+        params: list[SamplingParams],
+        body: ChatRequest,
+        prompt_tokens: int | None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        head = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": self.backend.name,
+        }
+        for i in range(len(params)):
+            yield {
+                **head,
+                "choices": [
+                    {
+                        "index": i,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        produced = 0
+        async for i, event in _merged([self.engine.submit(prompt, p) for p in params]):
+            produced += event.token is not None
+            delta = {"content": event.text} if event.text or event.finish_reason is None else {}
+            logprobs = chat_logprobs([event]) if body.logprobs and event.token is not None else None
+            finish = _public_finish(event.finish_reason)
+            yield {
+                **head,
+                "choices": [{"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+            }
+        if body.stream_options is not None and body.stream_options.include_usage:
+            yield {**head, "choices": [], "usage": _usage(prompt_tokens, produced)}
+
+    async def completions(self, body: CompletionRequest) -> Any:
+        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+        counts = [await asyncio.to_thread(self._check, p) for p in prompts]
+        top = body.logprobs or 0
+        jobs = [(p, body.params(body.max_tokens, top, i)) for p in prompts for i in range(body.n)]
+        ident, created = new_id("cmpl"), now()
+        if body.stream:
+            if body.echo:
+                raise AlignlabError("echo is not supported with stream")
+            return StreamingResponse(
+                _sse(self._completion_chunks(ident, created, jobs, body)), media_type="text/event-stream"
+            )
+        results = await asyncio.gather(*(self._complete(p, sp, body) for p, sp in jobs))
+        choices = [{"index": i, **r} for i, r in enumerate(results)]
+        usage = _usage(
+            sum(c or 0 for c in counts) if None not in counts else None,
+            sum(len((r["logprobs"] or {}).get("tokens", [])) for r in results),
+        )
+        return {
+            "id": ident,
+            "object": "text_completion",
+            "created": created,
+            "model": self.backend.name,
+            "choices": choices,
+            "usage": usage,
+        }
+
+    async def _complete(self, prompt: str, params: SamplingParams, body: CompletionRequest) -> dict[str, Any]:
+        events = await self._run(prompt, params) if params.max_new_tokens > 0 else []
+        text = "".join(e.text for e in events)
+        tokens = [e.token or "" for e in events if e.token is not None]
+        lps: list[float | None] = [e.logprob for e in events if e.token is not None]
+        tops: list[dict[str, float] | None] = [dict(e.top_logprobs) for e in events if e.token is not None]
+        if body.echo:
+            echo_tokens, echo_lps, echo_tops = await asyncio.to_thread(self._echo, prompt, body.logprobs or 0)
+            text, tokens, lps, tops = prompt + text, echo_tokens + tokens, echo_lps + lps, echo_tops + tops
+        logprobs = legacy_logprobs(tokens, lps, tops, 0) if body.logprobs is not None else None
+        finish = _finish(events) if events else "length"
+        return {"text": text, "logprobs": logprobs, "finish_reason": finish}
+
+    def _echo(
+        self, prompt: str, top: int
+    ) -> tuple[list[str], list[float | None], list[dict[str, float] | None]]:
+        scorer = getattr(self.backend, "token_logprobs", None)
+        if scorer is None:
+            raise AlignlabError("this backend cannot echo prompt log-probabilities")
+        ids, lps, tops = scorer(prompt, top=top)
+        tokens = [self.backend.token_text(i) for i in ids]  # type: ignore[attr-defined]
+        return tokens, lps, tops
+
+    async def _completion_chunks(
+        self, ident: str, created: int, jobs: list[tuple[str, SamplingParams]], body: CompletionRequest
+    ) -> AsyncIterator[dict[str, Any]]:
+        head = {"id": ident, "object": "text_completion", "created": created, "model": self.backend.name}
+        async for i, event in _merged([self.engine.submit(p, sp) for p, sp in jobs]):
+            logprobs = None
+            if body.logprobs is not None and event.token is not None:
+                logprobs = legacy_logprobs([event.token], [event.logprob], [dict(event.top_logprobs)], 0)
+            finish = _public_finish(event.finish_reason)
+            yield {
+                **head,
+                "choices": [{"index": i, "text": event.text, "logprobs": logprobs, "finish_reason": finish}],
+            }
+
+
+async def _merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int, TokenEvent]]:
+    """Interleave several event streams as events arrive; closing this closes them all."""
+    if len(streams) == 1:
+        async for event in streams[0]:
+            yield 0, event
+        return
+    out: asyncio.Queue[tuple[int, TokenEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, stream: AsyncIterator[TokenEvent]) -> None:
+        try:
+            async for event in stream:
+                await out.put((i, event))
+        except BaseException as exc:
+            await out.put((i, exc))
+            raise
+        finally:
+            await out.put((i, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            i, item = await out.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
+    """Server-sent events; an error mid-stream becomes an error event, then ``[DONE]``."""
+    try:
+        async for chunk in chunks:
+            yield f"data: {json.dumps(chunk)}\n\n"
+    except AlignlabError as exc:
+        yield f"data: {json.dumps(error_body(str(exc), 'invalid_request_error'))}\n\n"
+    except Exception as exc:
+        log.exception("stream failed")
+        yield f"data: {json.dumps(error_body(f'internal error: {type(exc).__name__}', 'server_error'))}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _public_finish(reason: str | None) -> str | None:
+    return None if reason is None else ("stop" if reason == "cancelled" else reason)
+
+
+def _finish(events: list[TokenEvent]) -> str:
+    return _public_finish(events[-1].finish_reason) or "length" if events else "length"
+
+
+def _count(events: list[TokenEvent]) -> int:
+    return sum(e.token is not None for e in events)
+
+
+def _usage(prompt_tokens: int | None, completion_tokens: int) -> dict[str, int]:
+    prompt = prompt_tokens or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+    }

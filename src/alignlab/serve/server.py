@@ -1,0 +1,40 @@
+"""``alignlab serve``: load a backend and serve it with uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alignlab.core.config import option
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``alignlab serve``."""
+
+    model: str = option(
+        "smollm2",
+        "model spec: smollm2, hf:PATH, openai:URL (or openai:URL#MODEL), scripted or scripted:REPLY",
+    )
+    host: str = option("127.0.0.1", "address to bind (loopback by default; nothing is exposed unless asked)")
+    port: int = option(8000, "port to bind")
+    max_batch: int = option(16, "most requests decoded together")
+    max_body_bytes: int = option(1 << 20, "larger request bodies are refused with 413")
+    default_max_tokens: int = option(256, "completion length when a request sets none")
+    log_level: str = option("info", "uvicorn log level")
+
+
+def serve(config: ServeConfig) -> None:
+    """Load the model, then serve it until interrupted."""
+    import uvicorn
+
+    from alignlab.models import load_backend
+    from alignlab.serve.app import create_app
+
+    backend = load_backend(config.model)
+    app = create_app(
+        backend,
+        max_batch=config.max_batch,
+        max_body_bytes=config.max_body_bytes,
+        default_max_tokens=config.default_max_tokens,
+    )
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
