@@ -24,9 +24,9 @@ class SampleConfig:
     mode: Literal["greedy", "sample"] = option("sample", "decoding mode")
     stop: tuple[str, ...] = option((), "stop strings, repeatable")
     # RUF009 until pyproject lists option() in flake8-bugbear.extend-immutable-calls.
-    labels: list[str] = option(default_factory=lambda: ["x"], help="labels to tag runs with")  # noqa: RUF009
+    labels: list[str] = option(default_factory=lambda: ["x"], help="labels to tag runs with")
     dry_run: bool = option(False, "plan the run without sampling")
-    output: Path = option(Path("runs/out.jsonl"), "where results go")  # noqa: RUF009
+    output: Path = option(Path("runs/out.jsonl"), "where results go")
     seed: int | None = option(None, "random seed")
 
 
