@@ -98,7 +98,11 @@ def _mount_pillars() -> None:
     """Add the pillars' command groups that are installed in this tree."""
     import importlib
 
-    for name, module in [("code", "alignlab.code.cli")]:
+    for name, module in [
+        ("guard", "alignlab.guard.cli"),
+        ("prefs", "alignlab.prefs.cli"),
+        ("code", "alignlab.code.cli"),
+    ]:
         try:
             sub = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -37,7 +37,7 @@ def test_prepare_is_idempotent_and_fast_once_cached(smollm2: Any) -> None:
 
 def test_smollm2_served_streams_to_the_openai_client(smollm2: Any) -> None:
     import openai
-    from conftest import LiveServer
+    from support import LiveServer
 
     from alignlab.serve.app import create_app
 

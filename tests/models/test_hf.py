@@ -41,6 +41,7 @@ def test_batched_rows_equal_rows_decoded_alone(tiny_backend: Any) -> None:
 
 def test_streamed_hidden_states_equal_a_full_forward(tiny_backend: Any) -> None:
     events = list(tiny_backend.stream(PROMPTS[0], SamplingParams(max_new_tokens=6), hidden_states=True))
+    (prompt_event,) = [e for e in events if e.prompt]
     tokens = [e for e in events if e.token is not None]
     assert tokens and events[-1].finish_reason is not None
     prompt_ids = tiny_backend.encode(PROMPTS[0])
@@ -50,6 +51,9 @@ def test_streamed_hidden_states_equal_a_full_forward(tiny_backend: Any) -> None:
         out = tiny_backend.model(input_ids=torch.tensor([ids]), output_hidden_states=True)
     reference = torch.stack([h[0] for h in out.hidden_states]).numpy()
     assert full.shape == (3, len(prompt_ids), 32)
+    assert prompt_event.hidden is not None
+    np.testing.assert_allclose(prompt_event.hidden, reference[:, : len(prompt_ids)], atol=1e-4)
+    np.testing.assert_allclose(full, reference[:, : len(prompt_ids)], atol=1e-4)
     for i, event in enumerate(tokens):
         assert event.hidden is not None and event.hidden.shape == (3, 32)
         np.testing.assert_allclose(event.hidden, reference[:, len(prompt_ids) + i], atol=1e-4)

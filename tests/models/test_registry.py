@@ -34,7 +34,7 @@ def test_missing_weights_are_reported(tmp_path: Path) -> None:
 
 
 def test_unreachable_endpoint_names_the_url() -> None:
-    from conftest import free_port
+    from support import free_port
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     backend = load_backend(f"openai:{url}#m")

@@ -18,7 +18,7 @@ CHAT = [{"role": "user", "content": "hello world"}]
 
 @pytest.fixture(scope="module")
 def server(tiny_backend: Any) -> Iterator[Any]:
-    from conftest import LiveServer
+    from support import LiveServer
 
     with LiveServer(create_app(tiny_backend)) as live:
         yield live

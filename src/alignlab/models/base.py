@@ -27,7 +27,7 @@ class ChatMessage(TypedDict):
 Prompt = str | list[ChatMessage]
 """Raw text (used as is) or a chat (the backend applies its chat template)."""
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "content_filter"]
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,9 @@ class TokenEvent:
     character or a possible stop string is pending). ``hidden`` holds, when asked for,
     this token's hidden state at every layer, shape ``(layers + 1, hidden_size)``: the
     activations the model computed to predict the *next* token after this one is fed.
-    The last event has ``finish_reason`` set and no token.
+    The last event has ``finish_reason`` set and no token. With hidden states asked for,
+    a backend that runs the weights first sends one ``prompt`` event whose ``hidden`` is
+    the prompt's activations, ``(layers + 1, prompt_tokens, hidden_size)``.
     """
 
     text: str
@@ -86,6 +88,7 @@ class TokenEvent:
     hidden: npt.NDArray[np.float32] | None = None
     finish_reason: FinishReason | None = None
     top_logprobs: list[tuple[str, float]] = field(default_factory=list)
+    prompt: bool = False
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,14 @@ class Step:
     is_eos: bool
 
 
+@dataclass
+class Prefill:
+    """The hidden states of one row's prompt tokens, ``(layers + 1, tokens, hidden)``."""
+
+    row: int
+    hidden: torch.Tensor
+
+
 def _forward(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, hidden: bool
 ) -> tuple[Any, Any]:
@@ -87,8 +95,9 @@ def decode(
     eos_ids: set[int],
     hidden_states: bool = False,
     should_stop: Callable[[int], bool] = lambda row: False,
-) -> Iterator[Step]:
-    """Decode every prompt of the batch, yielding one :class:`Step` per row per token.
+) -> Iterator[Step | Prefill]:
+    """Decode every prompt of the batch, yielding one :class:`Step` per row per token
+    (preceded, with ``hidden_states``, by one :class:`Prefill` per row).
 
     Args:
         model: a transformers causal LM.
@@ -96,7 +105,8 @@ def decode(
         params: sampling parameters per row (``max_new_tokens`` is respected per row).
         pad_id: id used for left padding (masked out, never attended to).
         eos_ids: token ids that end a row.
-        hidden_states: attach each token's all-layer hidden state to its step.
+        hidden_states: attach each token's all-layer hidden state to its step, and report
+            the prompt's hidden states from the prefill.
         should_stop: called after each of a row's steps; True ends that row (stop
             strings, a cancelled client).
     """
@@ -109,7 +119,11 @@ def decode(
         mask[i, width - len(p) :] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
-        out, cache = _forward(model, ids, mask, pos, None, False)
+        out, cache = _forward(model, ids, mask, pos, None, hidden_states)
+        if hidden_states:  # the prompt's activations come with the prefill, at no extra cost
+            stacked = torch.stack(out.hidden_states, dim=1).float()
+            for i, p in enumerate(prompts):
+                yield Prefill(i, stacked[i, :, width - len(p) :])
         yield from _steps(model, out, cache, mask, pos[:, -1:], samplers, eos_ids, hidden_states, should_stop)
 
 

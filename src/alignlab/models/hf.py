@@ -135,7 +135,7 @@ class HFBackend:
         Raises:
             ContextLengthError: a prompt does not fit the context.
         """
-        from alignlab.models.decode import decode
+        from alignlab.models.decode import Prefill, decode
 
         checked = [self._checked(p, sp) for p, sp in zip(prompts, params, strict=True)]
         streams = [TextStream(self._text, sp.stop) for _, sp in checked]
@@ -153,6 +153,9 @@ class HFBackend:
             should_stop=should_stop,
         )
         for step in steps:
+            if isinstance(step, Prefill):
+                yield step.row, TokenEvent("", hidden=step.hidden.numpy(), prompt=True)
+                continue
             stream = streams[step.row]
             if not step.is_eos:  # the end-of-sequence token is a signal, not part of the answer
                 delta = stream.push(step.token_id)
@@ -209,9 +212,9 @@ class HFBackend:
             context, target = rows[r]
             return _continuation(logits[len(context) - 1 : len(context) + len(target) - 1], target)
 
-        return self._forward_rows([c + t for c, t in rows], score, hidden=False)
+        return self.forward_rows([c + t for c, t in rows], score, hidden=False)
 
-    def _forward_rows(
+    def forward_rows(
         self, rows: list[list[int]], reduce: Callable[[int, Any], R], *, hidden: bool
     ) -> list[R]:
         """``reduce(row, output)`` for every row, where output is the row's logits ``(tokens, vocab)``
@@ -267,7 +270,7 @@ class HFBackend:
     def hidden_states(self, prompts: Sequence[Prompt]) -> list[npt.NDArray[np.float32]]:
         """Per-token hidden states of every layer: one ``(layers + 1, tokens, hidden)`` array per prompt."""
         rows = [self.encode(p) for p in prompts]
-        return self._forward_rows(rows, lambda r, states: states.numpy(), hidden=True)
+        return self.forward_rows(rows, lambda r, states: states.numpy(), hidden=True)
 
 
 def _continuation(logits: Any, target: list[int]) -> Continuation:

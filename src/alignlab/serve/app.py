@@ -14,18 +14,21 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from alignlab.errors import AlignlabError, ContextLengthError, EndpointError
 from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
 from alignlab.serve.engine import Engine
+from alignlab.serve.guarded import ServingGuard, guarded
 from alignlab.serve.schemas import (
     ChatRequest,
     CompletionRequest,
+    GuardCheckRequest,
     chat_logprobs,
     error_body,
     legacy_logprobs,
@@ -81,12 +84,19 @@ class _TooLarge(Exception):
 
 
 def create_app(
-    backend: Backend, *, max_batch: int = 16, max_body_bytes: int = 1 << 20, default_max_tokens: int = 256
+    backend: Backend,
+    *,
+    max_batch: int = 16,
+    max_body_bytes: int = 1 << 20,
+    default_max_tokens: int = 256,
+    guard: ServingGuard | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app serving ``backend``; its engine starts with the app.
 
     Args:
         backend: the model to serve.
+        guard: when given, every chat is screened (input and streamed output) and
+            ``/v1/guard/check`` and ``/v1/guard/stats`` are served.
         max_batch: most requests decoded together.
         max_body_bytes: larger request bodies are refused with 413.
         default_max_tokens: completion length when a chat request sets none.
@@ -101,12 +111,16 @@ def create_app(
     app = FastAPI(title="alignlab", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _add_error_handlers(app)
-    server = _Server(app, backend, default_max_tokens)
+    server = _Server(app, backend, default_max_tokens, guard)
 
     app.get("/healthz")(server.health)
     app.get("/v1/models")(server.models)
     app.post("/v1/chat/completions", response_model=None)(server.chat)
     app.post("/v1/completions", response_model=None)(server.completions)
+    app.get("/", response_class=HTMLResponse)(server.page)
+    if guard is not None:
+        app.post("/v1/guard/check")(server.guard_check)
+        app.get("/v1/guard/stats")(server.guard_stats)
     return app
 
 
@@ -142,10 +156,34 @@ def _add_error_handlers(app: FastAPI) -> None:
 class _Server:
     """The route handlers, sharing the backend and the app's engine."""
 
-    def __init__(self, app: FastAPI, backend: Backend, default_max_tokens: int) -> None:
+    def __init__(
+        self, app: FastAPI, backend: Backend, default_max_tokens: int, guard: ServingGuard | None
+    ) -> None:
         self.app = app
         self.backend = backend
         self.default_max_tokens = default_max_tokens
+        self.guard = guard
+
+    def _events(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        """A choice's event stream, through the guard when there is one."""
+        if self.guard is None or isinstance(prompt, str):
+            return self.engine.submit(prompt, params)
+        raw = self.engine.submit(prompt, params, hidden_states=self.guard.reads_activations)
+        return guarded(self.guard, raw, prompt)
+
+    async def page(self) -> str:
+        from importlib import resources
+
+        return (resources.files("alignlab.serve") / "chat.html").read_text(encoding="utf-8")
+
+    async def guard_check(self, body: GuardCheckRequest) -> dict[str, Any]:
+        assert self.guard is not None
+        messages = [m.as_chat() for m in body.messages]
+        return await asyncio.to_thread(self.guard.check, messages)
+
+    async def guard_stats(self) -> dict[str, Any]:
+        assert self.guard is not None
+        return asdict(self.guard.stats)
 
     @property
     def engine(self) -> Engine:
@@ -171,7 +209,7 @@ class _Server:
         return tokens
 
     async def _run(self, prompt: Prompt, params: SamplingParams) -> list[TokenEvent]:
-        return [e async for e in self.engine.submit(prompt, params)]
+        return [e async for e in self._events(prompt, params)]
 
     async def chat(self, body: ChatRequest) -> Any:
         prompt: Prompt = [m.as_chat() for m in body.messages]
@@ -231,7 +269,14 @@ class _Server:
                 ],
             }
         produced = 0
-        async for i, event in _merged([self.engine.submit(prompt, p) for p in params]):
+        filtered: set[int] = set()
+        async for i, event in _merged([self._events(prompt, p) for p in params]):
+            if i in filtered:  # nothing may follow a refusal; count it if it ever tried
+                if self.guard is not None:
+                    self.guard.stats.released_after_flag += int(bool(event.text))
+                continue
+            if event.finish_reason == "content_filter":
+                filtered.add(i)
             produced += event.token is not None
             delta = {"content": event.text} if event.text or event.finish_reason is None else {}
             logprobs = chat_logprobs([event]) if body.logprobs and event.token is not None else None
@@ -244,6 +289,10 @@ class _Server:
             yield {**head, "choices": [], "usage": _usage(prompt_tokens, produced)}
 
     async def completions(self, body: CompletionRequest) -> Any:
+        if self.guard is not None:
+            raise AlignlabError(
+                "raw completions are not screened; with the guard on, use /v1/chat/completions"
+            )
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         counts = [await asyncio.to_thread(self._check, p) for p in prompts]
         top = body.logprobs or 0

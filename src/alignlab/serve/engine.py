@@ -13,7 +13,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
@@ -59,7 +59,7 @@ class Engine:
 
     async def submit(
         self, prompt: Prompt, params: SamplingParams, *, hidden_states: bool = False
-    ) -> AsyncIterator[TokenEvent]:
+    ) -> AsyncGenerator[TokenEvent, None]:
         """Queue a request and stream its events; leaving the loop early cancels it."""
         job = Job(prompt, params, hidden_states, asyncio.get_running_loop())
         self._queue.put(job)
@@ -105,7 +105,12 @@ class Engine:
                 cancelled=lambda row: batch[row].cancelled,
             )
             for row, event in events:
-                batch[row].put(event)
+                job = batch[row]
+                if not job.hidden_states and hidden:  # another row asked for activations; this one did not
+                    if event.prompt:
+                        continue
+                    event.hidden = None
+                job.put(event)
         except Exception as exc:  # one bad batch must not take the server down
             log.exception("decoding a batch of %d failed", len(batch))
             for job in batch:

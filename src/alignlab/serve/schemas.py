@@ -63,6 +63,10 @@ class ChatRequest(_Sampling):
     top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
+class GuardCheckRequest(BaseModel):
+    messages: list[MessageIn] = Field(min_length=1)
+
+
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
     max_tokens: int = Field(16, ge=0)

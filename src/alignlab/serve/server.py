@@ -1,4 +1,4 @@
-"""``alignlab serve``: load a backend and serve it with uvicorn on 127.0.0.1."""
+"""``alignlab serve``: load a backend, put the guard in front of it, serve it with uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ class ServeConfig:
     max_body_bytes: int = option(1 << 20, "larger request bodies are refused with 413")
     default_max_tokens: int = option(256, "completion length when a request sets none")
     log_level: str = option("info", "uvicorn log level")
+    guard: str = option("default", "guard in front of the model: default (shipped), a guard folder, or none")
+    upstream: str | None = option(
+        None, "serve an OpenAI-compatible upstream URL (guarded) instead of --model"
+    )
+    hold_back: int = option(4, "tokens held back until checked, so none reaches the client unscreened")
+    log_text: bool = option(False, "include conversation text in the guard's verdict log")
 
 
 def serve(config: ServeConfig) -> None:
@@ -30,11 +36,17 @@ def serve(config: ServeConfig) -> None:
     from alignlab.models import load_backend
     from alignlab.serve.app import create_app
 
-    backend = load_backend(config.model)
+    backend = load_backend(f"openai:{config.upstream}" if config.upstream else config.model)
+    guard = None
+    if config.guard != "none":
+        from alignlab.guard.load import serving_guard
+
+        guard = serving_guard(config.guard, backend, hold_back=config.hold_back, log_text=config.log_text)
     app = create_app(
         backend,
         max_batch=config.max_batch,
         max_body_bytes=config.max_body_bytes,
         default_max_tokens=config.default_max_tokens,
+        guard=guard,
     )
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)

@@ -1,0 +1,143 @@
+"""The streaming exchange classifier: a causal transformer with a value head scoring every token.
+
+The backbone is the policy's own first ``layers`` transformer blocks (frozen, read from the
+policy's weights), adapted with LoRA through peft; a linear value head predicts, at every
+token, whether the exchange so far is harmful. Training interpolates each token's
+prediction toward the running maximum of the predictions before it, so the classifier is
+rewarded for raising its score once and keeping it, which is what streaming needs: at
+serving time generation stops the moment the running score crosses the threshold. Only the
+adapter and head are saved (well under a megabyte); the backbone comes from the policy.
+The same class, fed only the input or only the output, gives the previous generation's
+input and output classifiers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class ExchangeClassifier(nn.Module):
+    """Per-token harmfulness logits for token sequences.
+
+    Args:
+        backbone: a (LoRA-wrapped) base transformer returning ``last_hidden_state``.
+        hidden_size: its width.
+        layers: how many policy blocks it keeps (recorded for saving).
+    """
+
+    def __init__(self, backbone: Any, hidden_size: int, layers: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, 1)
+        self.layers = layers
+
+    @classmethod
+    def from_policy(
+        cls, policy_model: Any, layers: int, *, rank: int = 8, seed: int = 0
+    ) -> ExchangeClassifier:
+        """A fresh classifier on the policy's first ``layers`` blocks with a new LoRA adapter."""
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(seed)
+        base = _truncated(policy_model, layers)
+        config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=LORA_TARGETS)
+        model = cls(get_peft_model(base, config), int(policy_model.config.hidden_size), layers)
+        nn.init.zeros_(model.head.weight)
+        return model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        logits: torch.Tensor = self.head(hidden).squeeze(-1)
+        return logits
+
+    def save(self, folder: Path) -> None:
+        """Write the adapter, the head and the layer count to ``folder``."""
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(folder / "adapter")
+        save_file(
+            {k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors")
+        )
+        (folder / "classifier.json").write_text(json.dumps({"layers": self.layers}))
+
+    @classmethod
+    def load(cls, folder: Path, policy_model: Any) -> ExchangeClassifier:
+        """Rebuild a saved classifier on the policy's weights."""
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        layers = int(json.loads((folder / "classifier.json").read_text())["layers"])
+        backbone = PeftModel.from_pretrained(_truncated(policy_model, layers), str(folder / "adapter"))
+        model = cls(backbone, int(policy_model.config.hidden_size), layers)
+        model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        return model.eval()
+
+    @torch.inference_mode()
+    def token_scores(self, rows: Sequence[list[int]], batch: int = 16) -> list[list[float]]:
+        """Per-token logits of each row (right-padded batches; causal, so padding cannot leak back)."""
+        self.eval()
+        out: list[list[float]] = []
+        for start in range(0, len(rows), batch):
+            ids, mask = pad(rows[start : start + batch])
+            logits = self(ids, mask)
+            out += [logits[i, : len(r)].tolist() for i, r in enumerate(rows[start : start + batch])]
+        return out
+
+
+def _truncated(policy_model: Any, layers: int) -> Any:
+    """A copy of the policy's base model keeping its first ``layers`` blocks, frozen."""
+    from transformers import AutoModel
+
+    config = copy.deepcopy(policy_model.config)
+    config.num_hidden_layers = layers
+    if getattr(config, "layer_types", None):
+        config.layer_types = config.layer_types[:layers]
+    build: Any = AutoModel.from_config
+    base = build(config)
+    state = {k: v for k, v in policy_model.base_model.state_dict().items() if _keeps(k, layers)}
+    base.load_state_dict(state, strict=True)
+    for param in base.parameters():
+        param.requires_grad_(False)
+    return base.eval()
+
+
+def _keeps(key: str, layers: int) -> bool:
+    parts = key.split(".")
+    return parts[0] != "layers" or int(parts[1]) < layers
+
+
+def pad(rows: Sequence[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def streaming_loss(
+    logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, cummax_weight: float
+) -> torch.Tensor:
+    """Binary cross-entropy of each token's prediction, interpolated toward its running maximum.
+
+    ``q_t = w * max_{s<=t} p_s + (1 - w) * p_t``; a harmful exchange needs the running
+    maximum to rise by its end, a harmless one needs every token low.
+    """
+    probs = torch.sigmoid(logits) * mask
+    running = torch.cummax(probs, dim=1).values
+    q = (cummax_weight * running + (1 - cummax_weight) * probs).clamp(1e-6, 1 - 1e-6)
+    target = labels.unsqueeze(1).expand_as(q)
+    per_token = nn.functional.binary_cross_entropy(q, target, reduction="none")
+    return (per_token * mask).sum() / mask.sum()

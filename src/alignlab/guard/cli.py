@@ -1,0 +1,132 @@
+"""``alignlab guard``: build data, train, check and evaluate a guard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="Constitutional Classifiers++: constitution → data → probe + classifier cascade.",
+    no_args_is_help=True,
+)
+
+RecipeOpt = Annotated[str, typer.Option(help="shipped recipe (default, smoke) or a recipe YAML")]
+DataOpt = Annotated[
+    Path | None, typer.Option(help="shared datasets folder (default: $ALIGNLAB_DATA or ../shared/data)")
+]
+OutOpt = Annotated[Path | None, typer.Option(help="output folder (default: under the alignlab cache)")]
+
+
+def _work(recipe: Any) -> Path:
+    from alignlab.models.embedded import cache_root
+
+    return Path(cache_root() / "guard" / str(recipe.name))
+
+
+def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
+    from alignlab.core.jsonl import read_jsonl
+    from alignlab.guard import dataset
+    from alignlab.guard.constitution import load_constitution
+    from alignlab.guard.seeds import data_dir as find_data
+    from alignlab.models import load_backend
+
+    policy = load_backend(recipe.policy)
+    generator = policy if recipe.generator == recipe.policy else load_backend(recipe.generator)
+    path = dataset.build(
+        recipe,
+        load_constitution(recipe.constitution),
+        _work(recipe) / "data",
+        policy=policy,
+        root=find_data(data_dir),
+        generator=generator,
+    )
+    return list(read_jsonl(path))
+
+
+@app.command("data")
+def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
+    """Build (or resume) the labelled exchange dataset a recipe describes; print its card."""
+    from alignlab.guard.recipe import load_recipe
+
+    r = load_recipe(recipe)
+    records = _data(r, data_dir)
+    typer.echo((_work(r) / "data" / "card.json").read_text())
+    typer.echo(f"{len(records)} exchanges in {_work(r) / 'data'}", err=True)
+
+
+@app.command("train")
+def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt = None) -> None:
+    """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run."""
+    from alignlab.guard.recipe import load_recipe
+    from alignlab.guard.train import train_guard
+    from alignlab.models import load_backend
+
+    r = load_recipe(recipe)
+    records = _data(r, data_dir)
+    target = out or _work(r) / "guard"
+    card = train_guard(r, records, load_backend(r.policy), _work(r) / "work", target)
+    typer.echo(json.dumps(card["thresholds"], indent=2))
+    typer.echo(f"guard written to {target}", err=True)
+
+
+@app.command("check")
+def check(
+    message: Annotated[str | None, typer.Argument(help="a user message to screen")] = None,
+    response: Annotated[str, typer.Option(help="the assistant's response, if any")] = "",
+    input: Annotated[Path | None, typer.Option(help="JSONL of {messages} conversations to screen")] = None,
+    guard: Annotated[str, typer.Option(help="default (shipped) or a guard folder")] = "default",
+) -> None:
+    """Score a conversation: the verdict, each stage's score and which stage decided."""
+    from alignlab.core.jsonl import read_jsonl
+    from alignlab.guard.cascade import Guard
+    from alignlab.guard.load import guard_folder, guard_policy_spec
+    from alignlab.models import load_backend
+
+    if (message is None) == (input is None):
+        raise typer.BadParameter("give either a MESSAGE or --input FILE")
+    folder = guard_folder(guard)
+    g = Guard(load_backend(guard_policy_spec(folder)), folder)
+    chats: list[Any] = [[{"role": "user", "content": message}]] if message is not None else []
+    if input is not None:
+        chats = [r["messages"] for r in read_jsonl(input)]
+    for chat in chats:
+        verdict = g.check(chat, response if message is not None else "")
+        typer.echo(json.dumps(verdict.to_dict()))
+
+
+@app.command("eval")
+def evaluate(
+    recipe: RecipeOpt = "default",
+    guard: Annotated[str, typer.Option(help="default (shipped) or a guard folder")] = "default",
+    data_dir: DataOpt = None,
+    out: OutOpt = None,
+    max_per_set: Annotated[int, typer.Option(help="items per evaluation set, chosen by hash (0: all)")] = 120,
+) -> None:
+    """Evaluate on held-out data: JSON results, per-exchange scores, plots and an HTML report."""
+    from alignlab.guard.cascade import Guard
+    from alignlab.guard.classifier import ExchangeClassifier
+    from alignlab.guard.evaluate import eval_items, run_eval
+    from alignlab.guard.load import guard_folder, guard_policy_spec
+    from alignlab.guard.recipe import load_recipe
+    from alignlab.guard.seeds import data_dir as find_data
+    from alignlab.models import load_backend
+
+    r = load_recipe(recipe)
+    folder = guard_folder(guard)
+    g = Guard(load_backend(guard_policy_spec(folder)), folder)
+    baselines = {
+        v: ExchangeClassifier.load(folder / f"{v}_classifier", g.policy.model) for v in ("input", "output")
+    }
+    test = [x for x in _data(r, data_dir) if x["split"] == "test"]
+    items = eval_items(find_data(data_dir), test, r.held_out_families, max_per_set, r.seed)
+    target = out or _work(r) / "eval"
+    summary = run_eval(g, baselines, items, target, r.response_tokens)
+    typer.echo(
+        json.dumps(
+            {k: v for k, v in summary.items() if k in ("escalation_rate", "spearman_probe_classifier")}
+        )
+    )
+    typer.echo(f"report: {target / 'report.html'}", err=True)

@@ -1,0 +1,134 @@
+"""One command from a constitution to a labelled exchange dataset.
+
+Seeds (constitution examples, training datasets, generator-written requests) are split by a
+hash of their text, augmented (training families for the train split; every held-out
+family for harmful test seeds), answered by the policy, and appended to ``exchanges.jsonl``
+as they are made, so an interrupted run resumes without duplicates. ``card.json`` counts
+examples per split, label, category, source and augmentation. Generated text stays in the
+output folder the user chose (by default the user cache), never in the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from alignlab.guard.augment import augment
+from alignlab.guard.constitution import Constitution
+from alignlab.guard.recipe import Recipe
+from alignlab.guard.seeds import Seed, constitution_seeds, dataset_seeds, synthetic_seeds
+from alignlab.models.base import Backend, SamplingParams
+
+
+def _unit(text: str, salt: str) -> float:
+    return int.from_bytes(hashlib.sha256(f"{salt}:{text}".encode()).digest()[:8], "big") / 2**64
+
+
+def split_of(text: str, test_fraction: float) -> str:
+    """``"test"`` or ``"train"``, by a hash of the request text (stable across runs and machines)."""
+    return "test" if _unit(text, "split") < test_fraction else "train"
+
+
+def gather_seeds(
+    recipe: Recipe, constitution: Constitution, root: Path | None, generator: Backend | None
+) -> list[Seed]:
+    """Every seed, deduplicated by text (the first source wins)."""
+    seeds = list(constitution_seeds(constitution))
+    if root is not None:
+        seeds += list(dataset_seeds(root, recipe.max_per_source))
+    if generator is not None and recipe.synthetic_per_category > 0:
+        seeds += list(synthetic_seeds(constitution, generator, recipe.synthetic_per_category, recipe.seed))
+    unique: dict[str, Seed] = {}
+    for s in seeds:
+        unique.setdefault(s.text, s)
+    return list(unique.values())
+
+
+def examples(recipe: Recipe, seeds: list[Seed]) -> Iterator[dict[str, Any]]:
+    """The examples (without responses) the recipe makes of the seeds, with stable ids."""
+    for seed in seeds:
+        split = split_of(seed.text, recipe.test_fraction)
+        request = seed.text[: recipe.max_request_chars]
+        rng = random.Random(f"{recipe.seed}:{seed.text}")
+        families = ["plain"]
+        if split == "train":
+            families += rng.sample(
+                list(recipe.train_families), k=min(recipe.augment_copies, len(recipe.train_families))
+            )
+        elif seed.label == 1:
+            held = list(recipe.held_out_families)
+            first = int(_unit(seed.text, "families") * len(held))
+            families += [
+                held[(first + k) % len(held)] for k in range(min(recipe.held_out_per_seed, len(held)))
+            ]
+        else:
+            families.append(rng.choice(list(recipe.held_out_families)))
+        for family in families:
+            ident = hashlib.sha256(f"{family}:{seed.text}".encode()).hexdigest()[:16]
+            yield {
+                "id": ident,
+                "messages": augment(request, family, recipe.seed),
+                "request": seed.text,
+                "label": seed.label,
+                "category": seed.category,
+                "source": seed.source,
+                "augmentation": family,
+                "split": split,
+            }
+
+
+def build(
+    recipe: Recipe,
+    constitution: Constitution,
+    out: Path,
+    *,
+    policy: Backend,
+    root: Path | None,
+    generator: Backend | None,
+    batch_size: int = 16,
+) -> Path:
+    """Build (or resume) the exchange dataset in ``out``; returns the path of ``exchanges.jsonl``."""
+    from alignlab.core.jsonl import read_jsonl, write_jsonl
+    from alignlab.core.progress import progress_bar
+    from alignlab.core.results import ResultsFile
+
+    out.mkdir(parents=True, exist_ok=True)
+    seeds_path = out / "seeds.jsonl"
+    if seeds_path.is_file():  # the generator samples: reuse its seeds so a resumed run stays consistent
+        seeds = [
+            Seed(**{k: r[k] for k in ("text", "label", "category", "source")}) for r in read_jsonl(seeds_path)
+        ]
+    else:
+        seeds = gather_seeds(recipe, constitution, root, generator)
+        write_jsonl(seeds_path, [asdict(s) for s in seeds])
+    todo_all = list(examples(recipe, seeds))
+    results = ResultsFile(out / "exchanges.jsonl", "id")
+    todo = [e for e in todo_all if e["id"] not in results]
+    todo.sort(key=lambda e: len(json.dumps(e["messages"])))  # similar lengths share a batch: less padding
+    params = SamplingParams(max_new_tokens=recipe.response_tokens)
+    with progress_bar() as bar:
+        task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for example, gen in zip(
+                chunk, policy.generate([e["messages"] for e in chunk], params), strict=True
+            ):
+                results.append({**example, "response": gen.text})
+            bar.update(task, advance=len(chunk))
+    write_card(out, results.records(), recipe)
+    return results.path
+
+
+def write_card(out: Path, records: list[dict[str, Any]], recipe: Recipe) -> None:
+    """``card.json``: counts per split, label, category, source and augmentation."""
+    card: dict[str, Any] = {"recipe": asdict(recipe), "total": len(records)}
+    for key in ("split", "label", "category", "source", "augmentation"):
+        card[f"by_{key}"] = dict(Counter(str(r[key]) for r in records).most_common())
+    card["by_split_and_label"] = dict(Counter(f"{r['split']}/{r['label']}" for r in records))
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")

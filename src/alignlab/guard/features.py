@@ -1,0 +1,121 @@
+"""Token views of an exchange, and the policy activations the probe is trained on.
+
+An exchange is the conversation (with the chat template and assistant header) followed by
+the response. Classifiers see the whole exchange, the input only, or the output only; the
+probe sees the policy's hidden states at every token, from the layers the recipe selects,
+concatenated. Activations are stored as float16 memory-mapped arrays in the guard's work
+folder, so a few hundred thousand tokens fit on disk rather than in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from alignlab.models.base import ChatMessage
+
+View = Literal["exchange", "input", "output"]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token ids of one example and where its response starts."""
+
+    ids: list[int]
+    response_start: int
+
+
+def tokens_of(
+    policy: Any,
+    messages: Sequence[ChatMessage],
+    response: str,
+    *,
+    view: View = "exchange",
+    max_prompt: int = 96,
+) -> Tokens:
+    """The token ids a classifier of the given view reads (the prompt truncated from the left)."""
+    prompt = policy.encode(list(messages))[-max_prompt:]
+    answer = list(policy.tokenizer(response, add_special_tokens=False)["input_ids"]) if response else []
+    if view == "input":
+        return Tokens(prompt, len(prompt))
+    if view == "output":
+        header = assistant_header(policy)
+        return Tokens(header + answer, len(header))
+    return Tokens(prompt + answer, len(prompt))
+
+
+def assistant_header(policy: Any) -> list[int]:
+    """The tokens the chat template puts before an assistant reply."""
+    chat: list[ChatMessage] = [{"role": "user", "content": "x"}]
+    plain = policy.tokenizer.apply_chat_template(chat, add_generation_prompt=False, tokenize=True)
+    plain_ids = plain["input_ids"] if hasattr(plain, "keys") else plain
+    return list(policy.encode(chat)[len(plain_ids) :])
+
+
+def probe_layers(num_layers: int, stride: int) -> list[int]:
+    """Hidden-state indices the probe reads: every ``stride``-th layer, always ending at the last."""
+    return list(range(num_layers, 0, -stride))[::-1]
+
+
+@dataclass
+class FeatureStore:
+    """Per-token features of many exchanges in one ``(tokens, features)`` float16 array."""
+
+    features: npt.NDArray[np.float16]
+    offsets: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self, i: int) -> npt.NDArray[np.float16]:
+        return self.features[self.offsets[i] : self.offsets[i + 1]]
+
+    @classmethod
+    def open(cls, folder: Path) -> FeatureStore:
+        offsets = np.load(folder / "offsets.npy")
+        return cls(np.load(folder / "features.npy", mmap_mode="r"), offsets)
+
+
+def extract(
+    policy: Any, token_rows: list[Tokens], layers: list[int], folder: Path, batch: int = 64
+) -> FeatureStore:
+    """Write the policy's activations for every token of every row to ``folder`` and open them.
+
+    Reuses a complete earlier extraction with the same rows and layers.
+    """
+    from alignlab.core.progress import progress_bar
+
+    folder.mkdir(parents=True, exist_ok=True)
+    signature = {"rows": len(token_rows), "tokens": sum(len(t.ids) for t in token_rows), "layers": layers}
+    meta = folder / "meta.json"
+    if meta.is_file() and json.loads(meta.read_text()) == signature:
+        return FeatureStore.open(folder)
+    lengths = np.array([len(t.ids) for t in token_rows], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    width = len(layers) * int(policy.model.config.hidden_size)
+    store = np.lib.format.open_memmap(
+        folder / "features.npy", mode="w+", dtype=np.float16, shape=(int(offsets[-1]), width)
+    )
+    with progress_bar() as bar:
+        task = bar.add_task("policy activations", total=len(token_rows))
+        for start in range(0, len(token_rows), batch):
+            chunk = token_rows[start : start + batch]
+
+            def keep(r: int, states: Any, first: int = start) -> None:
+                row = (
+                    states[layers].permute(1, 0, 2).reshape(states.shape[1], -1)
+                )  # (tokens, layers * hidden)
+                store[offsets[first + r] : offsets[first + r + 1]] = row.numpy().astype(np.float16)
+
+            policy.forward_rows([t.ids for t in chunk], keep, hidden=True)
+            bar.update(task, advance=len(chunk))
+    store.flush()
+    np.save(folder / "offsets.npy", offsets)
+    meta.write_text(json.dumps(signature))
+    return FeatureStore.open(folder)

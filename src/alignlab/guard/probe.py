@@ -1,0 +1,156 @@
+"""The activation probe: a linear read-out of the policy's own hidden states, almost free to run.
+
+Features are the policy's activations at each token from the recipe's layers, concatenated
+and standardised. Training follows Constitutional Classifiers++: per-token logits are
+smoothed by a causal sliding-window mean (window 16), and the sequence loss weights each
+position's cross-entropy by a softmax over the smoothed logits (temperature 1), so the
+positions where the probe is most confident carry the exchange. Labels are soft: the
+exchange classifier's score as teacher, mixed with the data label. At inference an
+exponential moving average replaces the window, so the probe streams one token at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from alignlab.guard.features import FeatureStore
+
+
+class LinearProbe(nn.Module):
+    """Per-token logits from standardised concatenated activations."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self, mean: torch.Tensor, std: torch.Tensor, layers: Sequence[int], window: int = 16
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+        self.linear = nn.Linear(mean.numel(), 1)
+        self.layers = list(layers)
+        self.window = window
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.linear((features.float() - self.mean) / self.std).squeeze(-1)
+        return logits
+
+    @property
+    def alpha(self) -> float:
+        """The EMA rate whose memory matches the training window."""
+        return 2.0 / (self.window + 1)
+
+    @torch.inference_mode()
+    def stream_scores(self, features: torch.Tensor | npt.NDArray[np.float16]) -> list[float]:
+        """The EMA of per-token logits over one exchange, token by token (what serving sees)."""
+        logits = self.forward(torch.as_tensor(np.asarray(features))).tolist()
+        ema, out = logits[0], []
+        for z in logits:
+            ema = self.alpha * z + (1 - self.alpha) * ema
+            out.append(ema)
+        return out
+
+    def save(self, folder: Path) -> None:
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors = {"mean": self.mean, "std": self.std, "weight": self.linear.weight, "bias": self.linear.bias}
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(folder / "probe.safetensors"))
+        (folder / "probe.json").write_text(json.dumps({"layers": self.layers, "window": self.window}))
+
+    @classmethod
+    def load(cls, folder: Path) -> LinearProbe:
+        from safetensors.torch import load_file
+
+        meta = json.loads((folder / "probe.json").read_text())
+        t = load_file(str(folder / "probe.safetensors"))
+        probe = cls(t["mean"], t["std"], meta["layers"], meta["window"])
+        probe.linear.load_state_dict({"weight": t["weight"], "bias": t["bias"]})
+        return probe.eval()
+
+
+def window_mean(logits: torch.Tensor, mask: torch.Tensor, window: int) -> torch.Tensor:
+    """Causal sliding-window mean of per-token logits over the last ``window`` real tokens."""
+    z = logits * mask
+    total = torch.cumsum(z, dim=1)
+    count = torch.cumsum(mask, dim=1)
+    shifted_total = torch.nn.functional.pad(total, (window, 0))[:, : total.shape[1]]
+    shifted_count = torch.nn.functional.pad(count, (window, 0))[:, : count.shape[1]]
+    return (total - shifted_total) / (count - shifted_count).clamp(min=1)
+
+
+def probe_loss(logits: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, window: int) -> torch.Tensor:
+    """Cross-entropy at each position of the smoothed logits, weighted by their softmax over positions."""
+    smooth = window_mean(logits, mask, window)
+    weights = torch.softmax(smooth.masked_fill(mask == 0, -1e9), dim=1)
+    per_token = nn.functional.binary_cross_entropy_with_logits(
+        smooth, labels.unsqueeze(1).expand_as(smooth), reduction="none"
+    )
+    return (weights * per_token * mask).sum(dim=1).mean()
+
+
+def standardiser(
+    store: FeatureStore, rows: Sequence[int], sample: int = 20000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature mean and standard deviation from a sample of the rows' tokens."""
+    rng = np.random.default_rng(seed)
+    picked = np.concatenate([np.arange(store.offsets[r], store.offsets[r + 1]) for r in rows])
+    picked = np.sort(rng.choice(picked, size=min(sample, len(picked)), replace=False))
+    x = torch.as_tensor(np.asarray(store.features[picked], dtype=np.float32))
+    return x.mean(0), x.std(0).clamp(min=1e-3)
+
+
+def train_probe(
+    store: FeatureStore,
+    rows: Sequence[int],
+    labels: Sequence[float],
+    layers: Sequence[int],
+    *,
+    window: int = 16,
+    epochs: int = 30,
+    lr: float = 1e-3,
+    batch: int = 32,
+    seed: int = 0,
+) -> tuple[LinearProbe, list[float]]:
+    """Fit a probe on the given rows of ``store``; returns it and the mean loss of each epoch."""
+    from alignlab.core.progress import progress_bar
+    from alignlab.guard.classifier import pad
+
+    torch.manual_seed(seed)
+    mean, std = standardiser(store, rows, seed=seed)
+    probe = LinearProbe(mean, std, layers, window)
+    optimiser = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=1e-3)
+    order = np.array(rows)
+    y = dict(zip(rows, labels, strict=True))
+    history = []
+    with progress_bar() as bar:
+        task = bar.add_task("training the probe", total=epochs)
+        for epoch in range(epochs):
+            np.random.default_rng(seed + epoch).shuffle(order)
+            losses = []
+            for start in range(0, len(order), batch):
+                chunk = order[start : start + batch]
+                feats = [torch.as_tensor(np.asarray(store.rows(int(r)), dtype=np.float32)) for r in chunk]
+                x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+                _, mask = pad([[0] * len(f) for f in feats])
+                loss = probe_loss(probe(x), mask.float(), torch.tensor([y[int(r)] for r in chunk]), window)
+                optimiser.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+                losses.append(float(loss.detach()))
+            history.append(float(np.mean(losses)))
+            bar.update(task, advance=1, description=f"training the probe (loss {history[-1]:.3f})")
+    return probe.eval(), history
+
+
+def max_scores(probe: LinearProbe, store: FeatureStore, rows: Sequence[int]) -> list[float]:
+    """Each row's highest streamed (EMA) probe logit: the score the cascade compares to its threshold."""
+    return [max(probe.stream_scores(store.rows(int(r)))) for r in rows]

@@ -1,0 +1,83 @@
+"""A guard recipe: every setting that turns a constitution into a trained guard, as one dataclass.
+
+Recipes are YAML files (``guard/data/recipes/*.yaml``) loaded into :class:`Recipe`; the
+same fields are the options of ``alignlab guard train``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from alignlab.core.config import load_config, option
+from alignlab.errors import ConfigError
+
+TRAIN_FAMILIES = (
+    "base64_encoding",
+    "leetspeak",
+    "role_play",
+    "many_shot",
+    "prompt_injection",
+    "system_prompt_override",
+    "reconstruction",
+)
+HELD_OUT_FAMILIES = (
+    "rot13_cipher",
+    "odd_casing",
+    "character_noise",
+    "fiction_wrapper",
+    "multi_turn_split",
+    "output_obfuscation",
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to build a guard."""
+
+    name: str = option("default", "recipe name, recorded in the guard's card")
+    constitution: str | None = option(None, "constitution YAML (None: the shipped default)")
+    policy: str = option("smollm2", "policy model whose activations the probe reads (an hf spec)")
+    generator: str = option("smollm2", "model that writes synthetic requests (any backend spec)")
+    synthetic_per_category: int = option(10, "synthetic requests asked of the generator per category")
+    max_per_source: int = option(15, "most seed requests taken from each dataset source")
+    augment_copies: int = option(1, "augmented copies per training seed (each a random training family)")
+    train_families: tuple[str, ...] = option(TRAIN_FAMILIES, "augmentation families used for training")
+    held_out_families: tuple[str, ...] = option(
+        HELD_OUT_FAMILIES, "augmentation families kept for evaluation"
+    )
+    held_out_per_seed: int = option(3, "held-out families applied to each harmful test seed (rotating)")
+    max_request_chars: int = option(600, "longer seed requests are cut to this many characters")
+    test_fraction: float = option(0.2, "share of seeds (by hash) held out as the test split")
+    response_tokens: int = option(16, "policy response length generated per training exchange")
+    max_prompt_tokens: int = option(96, "prompt tokens kept (the last ones) per exchange for training")
+    probe_layer_stride: int = option(2, "probe reads every Nth layer of the policy (1: all layers)")
+    probe_window: int = option(16, "sliding window of the probe's per-token logits in training")
+    probe_epochs: int = option(30, "probe training epochs")
+    classifier_layers: int = option(4, "policy layers kept as the exchange classifier's backbone")
+    classifier_epochs: int = option(1, "exchange classifier training epochs")
+    classifier_lr: float = option(5e-5, "exchange classifier learning rate")
+    cummax_weight: float = option(0.5, "interpolation of per-token prediction toward its cumulative max")
+    target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")
+    target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")
+    probe_weight: float = option(0.55, "weight of the probe in the stage-2 ensemble (classifier: 1 - this)")
+    seed: int = option(0, "random seed for sampling, augmentation and training")
+
+
+def recipe_path(name: str) -> Path:
+    return Path(str(resources.files("alignlab.guard") / "data" / "recipes" / f"{name}.yaml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A shipped recipe by name (``default``, ``smoke``) or a recipe YAML file.
+
+    Raises:
+        ConfigError: no such recipe, or an unknown or ill-typed key (named).
+    """
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = recipe_path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(f"no recipe {name_or_path!r} (shipped: default, smoke; or give a YAML path)")
+    return load_config(Recipe, path)

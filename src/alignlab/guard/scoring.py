@@ -1,0 +1,125 @@
+"""Score exchanges with every part of a guard, for evaluation: one record per exchange.
+
+Requests without a response are answered by the policy with activations on (the probe
+reads the prefill and every generated token from that same pass, as in serving); given
+responses are read with one forward pass. Classifiers read the conversation up to a cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from alignlab.guard.cascade import Guard
+from alignlab.guard.classifier import ExchangeClassifier
+from alignlab.guard.features import tokens_of
+from alignlab.models.base import ChatMessage, SamplingParams
+
+MAX_PROMPT = 512
+
+
+def _features(states: Any, layers: Sequence[int]) -> Any:
+    """(layers + 1, tokens, hidden) → (tokens, len(layers) * hidden)."""
+    arr = np.asarray(states)
+    if arr.ndim == 2:  # one generated token: (layers + 1, hidden)
+        return arr[layers].reshape(1, -1)
+    return np.transpose(arr[layers], (1, 0, 2)).reshape(arr.shape[1], -1)
+
+
+def answer_with_probe(
+    guard: Guard, chats: Sequence[list[ChatMessage]], max_tokens: int
+) -> list[tuple[str, list[float], int, float]]:
+    """For each chat: the policy's answer, the probe's streamed scores, the prompt length, seconds."""
+    layers = guard.probe.layers
+    start = time.perf_counter()
+    feats: dict[int, list[Any]] = {i: [] for i in range(len(chats))}
+    texts = ["" for _ in chats]
+    prompt_len = [0 for _ in chats]
+    params = [SamplingParams(max_new_tokens=max_tokens)] * len(chats)
+    for row, event in guard.policy.stream_batch(list(chats), params, hidden_states=True):
+        texts[row] += event.text
+        if event.hidden is not None:
+            block = _features(event.hidden, layers)
+            feats[row].append(block)
+            if event.prompt:
+                prompt_len[row] = len(block)
+    took = (time.perf_counter() - start) / max(1, len(chats))
+    out = []
+    for i in range(len(chats)):
+        scores = guard.probe.stream_scores(np.concatenate(feats[i]).astype(np.float32))
+        out.append((texts[i], scores, prompt_len[i], took))
+    return out
+
+
+def probe_given(
+    guard: Guard, chats: Sequence[list[ChatMessage]], responses: Sequence[str]
+) -> list[tuple[list[float], int]]:
+    """Probe scores over given exchanges (one forward pass each batch) and each prompt's length."""
+    rows = [
+        tokens_of(guard.policy, c, r, max_prompt=MAX_PROMPT) for c, r in zip(chats, responses, strict=True)
+    ]
+    layers = guard.probe.layers
+    feats = guard.policy.forward_rows(
+        [t.ids for t in rows], lambda _, s: _features(s.numpy(), layers), hidden=True
+    )
+    return [
+        (guard.probe.stream_scores(f.astype(np.float32)), t.response_start)
+        for f, t in zip(feats, rows, strict=True)
+    ]
+
+
+def classifier_scores(
+    model: ExchangeClassifier,
+    policy: Any,
+    chats: Sequence[list[ChatMessage]],
+    responses: Sequence[str],
+    view: Any,
+) -> tuple[list[float], list[int], float]:
+    """Each exchange's highest per-token logit for one classifier view, the tokens read, and seconds each."""
+    rows = [
+        tokens_of(policy, c, r, view=view, max_prompt=MAX_PROMPT).ids
+        for c, r in zip(chats, responses, strict=True)
+    ]
+    start = time.perf_counter()
+    scores = [max(s) for s in model.token_scores(rows)]
+    return scores, [len(r) for r in rows], (time.perf_counter() - start) / max(1, len(rows))
+
+
+def score_batch(
+    guard: Guard,
+    baselines: dict[str, ExchangeClassifier],
+    items: Sequence[dict[str, Any]],
+    max_tokens: int,
+) -> Iterator[dict[str, Any]]:
+    """Score items (``messages`` and optional ``response``) with the probe and all classifiers."""
+    chats = [list(i["messages"]) for i in items]
+    if all(i.get("response") is not None for i in items):
+        responses = [str(i["response"]) for i in items]
+        probed = probe_given(guard, chats, responses)
+        answered = [(r, s, n, 0.0) for r, (s, n) in zip(responses, probed, strict=True)]
+    else:
+        answered = answer_with_probe(guard, chats, max_tokens)
+        responses = [a[0] for a in answered]
+    clf, clf_tokens, clf_s = classifier_scores(guard.classifier, guard.policy, chats, responses, "exchange")
+    views = {v: classifier_scores(m, guard.policy, chats, responses, v) for v, m in baselines.items()}
+    for k, item in enumerate(items):
+        text, scores, prompt_len, policy_s = answered[k]
+        record: dict[str, Any] = {
+            key: item[key] for key in ("id", "set", "label", "augmentation") if key in item
+        }
+        record.update(
+            response=text,
+            probe_input_z=max(scores[:prompt_len]) if prompt_len else scores[0],
+            probe_z=max(scores),
+            classifier_z=clf[k],
+            exchange_tokens=clf_tokens[k],
+            classifier_seconds=clf_s,
+            policy_seconds=policy_s,
+        )
+        for view, (vs, vt, _) in views.items():
+            record[f"{view}_z"] = vs[k]
+            record[f"{view}_tokens"] = vt[k]
+        yield record

@@ -1,0 +1,106 @@
+"""Probe, classifier and cascade maths, and training on a tiny model built in code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from alignlab.guard.cascade import calibrate, rate_threshold
+from alignlab.guard.classifier import ExchangeClassifier, pad, streaming_loss
+from alignlab.guard.features import FeatureStore
+from alignlab.guard.probe import LinearProbe, max_scores, probe_loss, train_probe, window_mean
+from alignlab.guard.recipe import Recipe
+
+
+def test_window_mean_is_a_causal_sliding_mean() -> None:
+    z = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]])
+    out = window_mean(z, mask, 2)
+    assert out[0, :4].tolist() == pytest.approx([1.0, 1.5, 2.5, 3.5])
+
+
+def test_probe_loss_weights_confident_positions() -> None:
+    mask = torch.ones(1, 4)
+    flat = probe_loss(torch.tensor([[0.0, 0.0, 0.0, 0.0]]), mask, torch.tensor([1.0]), 1)
+    assert float(flat) == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-5)
+    spike = probe_loss(torch.tensor([[0.0, 0.0, 0.0, 6.0]]), mask, torch.tensor([1.0]), 1)
+    assert spike < flat  # one confident harmful position carries a harmful exchange
+
+
+def test_streaming_loss_rewards_a_raised_score_that_stays() -> None:
+    mask = torch.ones(1, 3)
+    y = torch.tensor([1.0])
+    late = streaming_loss(torch.tensor([[-4.0, -4.0, 4.0]]), mask, y, 1.0)
+    never = streaming_loss(torch.tensor([[-4.0, -4.0, -4.0]]), mask, y, 1.0)
+    assert late < never
+    probs = torch.sigmoid(torch.tensor([[-1.0, 2.0, 0.0]]))
+    q = 0.5 * torch.cummax(probs, 1).values + 0.5 * probs
+    expected = torch.nn.functional.binary_cross_entropy(q, torch.zeros_like(q))
+    assert float(
+        streaming_loss(torch.tensor([[-1.0, 2.0, 0.0]]), mask, torch.tensor([0.0]), 0.5)
+    ) == pytest.approx(float(expected), abs=1e-6)
+
+
+def synthetic_store(n: int = 60, width: int = 12, seed: int = 0) -> tuple[FeatureStore, list[float]]:
+    """Harmful rows carry a signal in feature 0 on a few tokens; harmless rows do not."""
+    rng = np.random.default_rng(seed)
+    rows, labels = [], []
+    for i in range(n):
+        x = rng.standard_normal((int(rng.integers(8, 20)), width)).astype(np.float16)
+        if i % 2:
+            x[-3:, 0] += 4.0
+        rows.append(x)
+        labels.append(float(i % 2))
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    return FeatureStore(np.concatenate(rows), offsets), labels
+
+
+def test_the_probe_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
+    store, labels = synthetic_store()
+    probe, history = train_probe(store, list(range(60)), labels, [1], window=4, epochs=15, lr=0.05)
+    assert history[-1] < history[0]
+    scores = max_scores(probe, store, list(range(60)))
+    harmful = [s for s, y in zip(scores, labels, strict=True) if y]
+    harmless = [s for s, y in zip(scores, labels, strict=True) if not y]
+    auroc = np.mean([h > b for h in harmful for b in harmless])
+    assert auroc > 0.95
+    probe.save(tmp_path / "p")
+    again = LinearProbe.load(tmp_path / "p")
+    assert max_scores(again, store, [1, 2]) == pytest.approx(max_scores(probe, store, [1, 2]), abs=1e-5)
+
+
+def test_thresholds_meet_their_target_rates() -> None:
+    rng = np.random.default_rng(0)
+    probe, clf = rng.standard_normal(2000), rng.standard_normal(2000)
+    assert np.mean(probe >= rate_threshold(probe, 0.05)) <= 0.05
+    assert np.mean(probe >= rate_threshold(probe, 0.05)) >= 0.049
+    t = calibrate(probe, clf, Recipe(target_escalation=0.1, target_flag_rate=0.01))
+    escalated = probe >= t["probe_threshold"]
+    flagged = escalated & (0.55 * probe + 0.45 * clf >= t["ensemble_threshold"])
+    assert np.mean(escalated) == pytest.approx(0.1, abs=0.002)
+    assert 0.009 <= np.mean(flagged) <= 0.01
+
+
+def test_the_classifier_trains_on_the_policy_and_round_trips(tiny_backend: Any, tmp_path: Path) -> None:
+    from alignlab.guard.train import fit_classifier
+
+    rows = [[5, 6, 7, 8, 9 + (i % 2) * 40] * 2 for i in range(32)]
+    labels = [float(i % 2) for i in range(32)]
+    recipe = Recipe(classifier_layers=1, classifier_epochs=3, classifier_lr=5e-3)
+    before = ExchangeClassifier.from_policy(tiny_backend.model, 1)
+    model, history = fit_classifier(tiny_backend.model, rows, labels, recipe, name="test")
+    assert history[-1] < history[0]
+    assert not torch.equal(model.head.weight, before.head.weight)
+    scores = [max(s) for s in model.token_scores(rows)]
+    assert np.mean([s for s, y in zip(scores, labels, strict=True) if y]) > np.mean(
+        [s for s, y in zip(scores, labels, strict=True) if not y]
+    )
+    model.save(tmp_path / "c")
+    again = ExchangeClassifier.load(tmp_path / "c", tiny_backend.model)
+    np.testing.assert_allclose(again.token_scores(rows[:2]), model.token_scores(rows[:2]), atol=1e-5)
+    _, mask = pad([[1, 2, 3], [4, 5]])
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
