@@ -1,18 +1,19 @@
 # Two commands on a fresh machine (each installs what it needs into .venv, idempotently):
-#   make run    serve the embedded model on 127.0.0.1:8000 (OpenAI-compatible)
-#   make test   lint, type-check and run the tests
+#   make run    the guarded assistant: the embedded model behind the default guard on 127.0.0.1:8000
+#   make test   lint, type-check and run the tests (installs headless Chromium for the page test)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.alignlab-installed
 PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench install
+.PHONY: run test bench install browser
 
 run: $(STAMP)
 	$(VENV)/bin/alignlab models pull smollm2
-	$(VENV)/bin/alignlab serve --model smollm2 --port $(PORT)
+	$(VENV)/bin/alignlab serve --model smollm2 --guard default --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy --strict src
@@ -20,9 +21,14 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	cd benchmarks && ../$(PY) models.py && ../$(PY) serve.py
+	cd benchmarks && ../$(PY) models.py && ../$(PY) serve.py && ../$(PY) guard_load.py
 
 install: $(STAMP)
+
+# Debian's Chromium and its driver, for the chat page test in a real browser.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver)
 
 # torch is pinned first so the CPU build (2.13.0) is used where it is available locally.
 $(STAMP): pyproject.toml

@@ -8,6 +8,7 @@ can catch everything at once or one branch at the right level::
     │   └── UnknownNameError     a registry has no such name (suggests the closest)
     ├── DependencyError          an optional dependency is missing (names the extra)
     ├── DataError                an input file is malformed (names the file and line)
+    ├── SandboxError             untrusted code could not be run with the isolation asked for
     └── ModelError               a model could not do what was asked
         ├── ModelNotFoundError   no weights at the given path or id
         ├── EndpointError        an HTTP endpoint is unreachable or answered with an error
@@ -78,6 +79,10 @@ class DataError(AlignlabError):
         self.reason = reason
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class SandboxError(AlignlabError):
+    """The sandbox could not start, or could not get the isolation it was required to have."""
 
 
 class ModelError(AlignlabError):

@@ -57,7 +57,7 @@ from typing import Any
 
 from alignlab.code.isolation import Isolation
 from alignlab.core.config import option
-from alignlab.errors import AlignlabError
+from alignlab.errors import SandboxError
 
 # The worker's packages are entered as bare modules, without running their __init__ files:
 # alignlab's reads package metadata (importlib.metadata and all it imports), and every
@@ -81,10 +81,6 @@ _ENV = {
 }
 _START_SECONDS = 60.0
 _SLACK_SECONDS = 30.0
-
-
-class SandboxError(AlignlabError):
-    """The sandbox could not start, or could not get the isolation it was required to have."""
 
 
 class IsolationWarning(UserWarning):

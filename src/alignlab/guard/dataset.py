@@ -110,7 +110,8 @@ def build(
     todo_all = list(examples(recipe, seeds))
     results = ResultsFile(out / "exchanges.jsonl", "id")
     todo = [e for e in todo_all if e["id"] not in results]
-    todo.sort(key=lambda e: len(json.dumps(e["messages"])))  # similar lengths share a batch: less padding
+    # A stable shuffled order: a run stopped early still holds an unbiased sample of every source.
+    todo.sort(key=lambda e: str(e["id"]))
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))

@@ -51,7 +51,7 @@ class LinearProbe(nn.Module):
     @torch.inference_mode()
     def stream_scores(self, features: torch.Tensor | npt.NDArray[np.float16]) -> list[float]:
         """The EMA of per-token logits over one exchange, token by token (what serving sees)."""
-        logits = self.forward(torch.as_tensor(np.asarray(features))).tolist()
+        logits = self.forward(torch.as_tensor(np.array(features, dtype=np.float32))).tolist()
         ema, out = logits[0], []
         for z in logits:
             ema = self.alpha * z + (1 - self.alpha) * ema

@@ -69,7 +69,7 @@ def fit_classifier(
                 optimiser.zero_grad()
                 accelerator.backward(loss)
                 optimiser.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 bar.update(
                     task, advance=len(chunk), description=f"training the {name} classifier ({losses[-1]:.3f})"
                 )

@@ -1,0 +1,84 @@
+"""The chat page in real headless Chromium: a reply streams in; a flagged one shows the guard stepped in."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from alignlab.models.scripted import ScriptedBackend
+from alignlab.serve.app import create_app
+from alignlab.serve.guarded import REFUSAL, ServingGuard
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="needs Debian chromium and chromium-driver (make test installs them)",
+)
+
+
+class Tripwire:
+    def __init__(self, messages: Any) -> None:
+        self.flag = any("forbidden" in m["content"] for m in messages)
+
+    def prompt(self, hidden: Any) -> Any:
+        from alignlab.guard.cascade import Verdict
+
+        return Verdict(True, "input") if self.flag else None
+
+    def token(self, *args: Any) -> None:
+        return None
+
+    def end(self) -> None:
+        return None
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def ask(browser: Any, text: str) -> Any:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.find_element(By.ID, "prompt").send_keys(text)
+    browser.find_element(By.ID, "send").click()
+    replies = lambda d: d.find_elements(By.CSS_SELECTOR, ".assistant")  # noqa: E731
+    WebDriverWait(browser, 30).until(
+        lambda d: replies(d) and replies(d)[-1].get_attribute("data-state") != "streaming"
+    )
+    return replies(browser)[-1]
+
+
+def test_the_chat_page_streams_and_shows_the_guard(browser: Any, live_server: Any) -> None:
+    guard = ServingGuard(Tripwire, False, lambda m: {}, hold_back=1)
+    with live_server(create_app(ScriptedBackend("Hello from the assistant."), guard=guard)) as server:
+        browser.get(server.url + "/")
+        answer = ask(browser, "hi there")
+        assert answer.get_attribute("data-state") == "stop"
+        assert answer.text == "Assistant: Hello from the assistant."
+        refused = ask(browser, "something forbidden")
+        assert refused.get_attribute("data-state") == "content_filter"
+        assert REFUSAL in refused.text and "guard stepped in" in refused.text
