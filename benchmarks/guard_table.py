@@ -5,7 +5,7 @@ in the user cache, never in the repository) and writes the table — compute rel
 exchange classifier, recall, attack success on held-out families, benign flag rate,
 over-refusal — with its plots to ``benchmarks/results/``.
 
-    python benchmarks/guard_table.py [--max-per-set 60]
+    python benchmarks/guard_table.py [--max-per-set 40]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from common import RESULTS, write
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-per-set", type=int, default=60)
+    parser.add_argument("--max-per-set", type=int, default=40)
     parser.add_argument("--guard", default="default")
     args = parser.parse_args()
     from alignlab.models.embedded import cache_root

@@ -151,3 +151,18 @@ def test_a_trained_tiny_guard_serves_and_checks(
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "alignlab.guard.verdicts"]
     assert logged and logged[0]["conversation"][0]["content"] == "what is the capital of france"
     assert guard.stats.released_after_flag == 0
+
+
+def test_a_remote_style_policy_is_screened_by_the_classifier(tiny_backend: Any, tiny_guard: Path) -> None:
+    from alignlab.guard.load import serving_guard
+
+    guard = serving_guard(str(tiny_guard), ScriptedBackend("fine thanks"), hold_back=1, reader=tiny_backend)
+    assert not guard.reads_activations
+    with TestClient(create_app(ScriptedBackend("fine thanks"), guard=guard)) as client:
+        text, finish = stream(client, "hello there")
+    if finish == "content_filter":  # at most the hold-back window's predecessors went out before the refusal
+        assert text.endswith(REFUSAL) and text[: -len(REFUSAL)] in ("", "fine")
+        assert guard.stats.flagged_by_stage == {"classifier": 1}
+    else:
+        assert (text, finish) == ("fine thanks", "stop")
+    assert guard.stats.exchanges == 1 and guard.stats.released_after_flag == 0

@@ -26,6 +26,19 @@ def _work(recipe: Any) -> Path:
     return Path(cache_root() / "guard" / str(recipe.name))
 
 
+def _existing(recipe: Any) -> list[dict[str, Any]]:
+    """The exchanges a recipe's data step wrote (without generating more)."""
+    from alignlab.core.results import ResultsFile
+    from alignlab.errors import ConfigError
+
+    path = _work(recipe) / "data" / "exchanges.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first")
+    from alignlab.guard.dataset import selected
+
+    return selected(recipe, ResultsFile(path, "id").records())
+
+
 def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     from alignlab.core.jsonl import read_jsonl
     from alignlab.guard import dataset
@@ -43,7 +56,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
         root=find_data(data_dir),
         generator=generator,
     )
-    return list(read_jsonl(path))
+    return dataset.selected(recipe, list(read_jsonl(path)))
 
 
 @app.command("data")
@@ -120,7 +133,7 @@ def evaluate(
     baselines = {
         v: ExchangeClassifier.load(folder / f"{v}_classifier", g.policy.model) for v in ("input", "output")
     }
-    test = [x for x in _data(r, data_dir) if x["split"] == "test"]
+    test = [x for x in _existing(r) if x["split"] == "test"]
     items = eval_items(find_data(data_dir), test, r.held_out_families, max_per_set, r.seed)
     target = out or _work(r) / "eval"
     summary = run_eval(g, baselines, items, target, r.response_tokens)

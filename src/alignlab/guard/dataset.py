@@ -107,11 +107,12 @@ def build(
     else:
         seeds = gather_seeds(recipe, constitution, root, generator)
         write_jsonl(seeds_path, [asdict(s) for s in seeds])
-    todo_all = list(examples(recipe, seeds))
+    # A stable shuffled order (by id, a hash): any prefix is an unbiased sample of every source.
+    todo_all = sorted(examples(recipe, seeds), key=lambda e: str(e["id"]))
+    if recipe.max_examples:
+        todo_all = todo_all[: recipe.max_examples]
     results = ResultsFile(out / "exchanges.jsonl", "id")
     todo = [e for e in todo_all if e["id"] not in results]
-    # A stable shuffled order: a run stopped early still holds an unbiased sample of every source.
-    todo.sort(key=lambda e: str(e["id"]))
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
@@ -122,8 +123,15 @@ def build(
             ):
                 results.append({**example, "response": gen.text})
             bar.update(task, advance=len(chunk))
-    write_card(out, results.records(), recipe)
+    wanted = {e["id"] for e in todo_all}
+    write_card(out, [r for r in results.records() if r["id"] in wanted], recipe)
     return results.path
+
+
+def selected(recipe: Recipe, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records a recipe uses: all, or its first ``max_examples`` in id order."""
+    ordered = sorted(records, key=lambda r: str(r["id"]))
+    return ordered[: recipe.max_examples] if recipe.max_examples else ordered
 
 
 def write_card(out: Path, records: list[dict[str, Any]], recipe: Recipe) -> None:

@@ -39,12 +39,15 @@ def guard_policy_spec(folder: Path) -> str:
     return str(json.loads((folder / "guard.json").read_text())["policy"])
 
 
-def serving_guard(spec: str, policy: Backend, *, hold_back: int = 4, log_text: bool = False) -> Any:
+def serving_guard(
+    spec: str, policy: Backend, *, hold_back: int = 4, log_text: bool = False, reader: Backend | None = None
+) -> Any:
     """A :class:`~alignlab.serve.guarded.ServingGuard` for ``policy``.
 
     A local hf policy that is the guard's own policy gets the probe cascade (stage 1 reads
     its activations during generation); any other backend, such as a remote upstream, gets
-    the exchange classifier alone, run on a local copy of the guard's policy weights.
+    the exchange classifier alone, run on a local copy of the guard's policy weights
+    (``reader``, loaded from the guard's policy spec when not given).
     """
     from alignlab.guard.cascade import Guard
     from alignlab.guard.session import ClassifierSession, ProbeSession
@@ -55,7 +58,7 @@ def serving_guard(spec: str, policy: Backend, *, hold_back: int = 4, log_text: b
     folder = guard_folder(spec)
     wanted = guard_policy_spec(folder)
     local = isinstance(policy, HFBackend) and policy.name == wanted
-    guard = Guard(policy if local else load_backend(wanted), folder)
+    guard = Guard(policy if local else (reader or load_backend(wanted)), folder)
 
     def new_session(messages: Sequence[ChatMessage]) -> Any:
         return ProbeSession(guard, messages) if local else ClassifierSession(guard, messages)

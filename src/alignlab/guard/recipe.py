@@ -42,6 +42,7 @@ class Recipe:
     generator: str = option("smollm2", "model that writes synthetic requests (any backend spec)")
     synthetic_per_category: int = option(10, "synthetic requests asked of the generator per category")
     max_per_source: int = option(15, "most seed requests taken from each dataset source")
+    max_examples: int = option(0, "use only the first N examples in the stable shuffled order (0: all)")
     augment_copies: int = option(1, "augmented copies per training seed (each a random training family)")
     train_families: tuple[str, ...] = option(TRAIN_FAMILIES, "augmentation families used for training")
     held_out_families: tuple[str, ...] = option(

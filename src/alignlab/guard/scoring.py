@@ -21,7 +21,7 @@ from alignlab.models.base import ChatMessage, SamplingParams
 MAX_PROMPT = 512
 
 
-def _features(states: Any, layers: Sequence[int]) -> Any:
+def layer_features(states: Any, layers: Sequence[int]) -> Any:
     """(layers + 1, tokens, hidden) → (tokens, len(layers) * hidden)."""
     arr = np.asarray(states)
     if arr.ndim == 2:  # one generated token: (layers + 1, hidden)
@@ -42,7 +42,7 @@ def answer_with_probe(
     for row, event in guard.policy.stream_batch(list(chats), params, hidden_states=True):
         texts[row] += event.text
         if event.hidden is not None:
-            block = _features(event.hidden, layers)
+            block = layer_features(event.hidden, layers)
             feats[row].append(block)
             if event.prompt:
                 prompt_len[row] = len(block)
@@ -63,7 +63,7 @@ def probe_given(
     ]
     layers = guard.probe.layers
     feats = guard.policy.forward_rows(
-        [t.ids for t in rows], lambda _, s: _features(s.numpy(), layers), hidden=True
+        [t.ids for t in rows], lambda _, s: layer_features(s.numpy(), layers), hidden=True
     )
     return [
         (guard.probe.stream_scores(f.astype(np.float32)), t.response_start)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from alignlab.guard.cascade import Guard, Verdict
-from alignlab.guard.scoring import MAX_PROMPT, _features
+from alignlab.guard.scoring import MAX_PROMPT, layer_features
 from alignlab.models.base import ChatMessage
 
 
@@ -42,7 +42,7 @@ class ProbeSession:
 
     def _probe(self, hidden: Any) -> None:
         start = time.perf_counter()
-        feats = _features(hidden, self.guard.probe.layers).astype(np.float32)
+        feats = layer_features(hidden, self.guard.probe.layers).astype(np.float32)
         alpha = self.guard.probe.alpha
         for z in self.guard.probe(torch.as_tensor(feats)).tolist():
             self.ema = z if self.ema is None else alpha * z + (1 - alpha) * self.ema
