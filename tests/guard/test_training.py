@@ -92,7 +92,7 @@ def test_the_classifier_trains_on_the_policy_and_round_trips(tiny_backend: Any, 
     labels = [float(i % 2) for i in range(32)]
     recipe = Recipe(classifier_layers=1, classifier_epochs=3, classifier_lr=5e-3)
     before = ExchangeClassifier.from_policy(tiny_backend.model, 1)
-    model, history = fit_classifier(tiny_backend.model, rows, labels, recipe, name="test")
+    model, history = fit_classifier(tiny_backend.model, rows, labels, recipe, name="exchange")
     assert history[-1] < history[0]
     assert not torch.equal(model.head.weight, before.head.weight)
     scores = [max(s) for s in model.token_scores(rows)]

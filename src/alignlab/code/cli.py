@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from alignlab.code.evaluate import EvaluateConfig
+from alignlab.code.pipeline import RunConfig
 from alignlab.code.sampling import SampleConfig
 from alignlab.core.config import typer_command
 
@@ -50,12 +51,31 @@ def evaluate_command(
         Path | None, typer.Option(help="per-sample results JSONL, resumed if present [SAMPLES_results.jsonl]")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="also write the summary JSON here")] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="also write an HTML report (pass@k curve, rankers) here")
+    ] = None,
 ) -> None:
     """Run every sample against its problem's tests in the sandbox; print the summary (pass@k)."""
     from alignlab.code.evaluate import evaluate
 
     results = results or samples.with_name(samples.name.removesuffix(".jsonl") + "_results.jsonl")
-    _emit(evaluate(samples, results, config, progress=_bar("evaluating")), out)
+    summary = evaluate(samples, results, config, progress=_bar("evaluating"))
+    _emit(summary, out)
+    if report is not None:
+        _report(report, summary, samples, results)
+
+
+def _report(path: Path, summary: dict[str, Any], samples: Path, results: Path) -> None:
+    from alignlab.code.ranking import join, pass_at_1_by_ranker
+    from alignlab.code.report import write_report
+    from alignlab.errors import DataError
+
+    try:
+        ranking: dict[str, float] | None = pass_at_1_by_ranker(join(samples, results))
+    except DataError:
+        ranking = None  # samples without log-probs (not drawn by `sample`) cannot be ranked
+    write_report(path, summary, results, ranking)
+    typer.echo(f"wrote the report to {path}", err=True)
 
 
 app.command("eval", help="Same as evaluate.")(evaluate_command)
@@ -93,3 +113,17 @@ def rank_command(
     tasks = join(samples, results)
     names = ranker or ["mean_logprob", "sum_logprob", "random", "oracle"]
     _emit({"tasks": len(tasks), "pass@1": pass_at_1_by_ranker(tasks, names)}, out)
+
+
+@app.command("run")
+@typer_command(RunConfig)
+def run_command(
+    config: RunConfig,
+    out: Annotated[Path, typer.Option(help="the run's folder; a rerun reuses what it holds")],
+) -> None:
+    """Sample, evaluate, rank and report in one go (resumable); print the summary."""
+    from alignlab.code.pipeline import REPORT, run
+
+    summary = run(config, out, progress=_bar)
+    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(f"wrote the report to {out / REPORT}", err=True)

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignlab.code.executor import Executor, make_executor
 from alignlab.code.passk import pass_at_k
 from alignlab.code.problems import HUMANEVAL, Problem, Sample, humaneval_path, load_problems, read_samples
-from alignlab.code.sandbox import Outcome, Sandbox, SandboxConfig
+from alignlab.code.sandbox import Outcome, SandboxConfig
 from alignlab.core.config import option
 from alignlab.core.results import ResultsFile
 
@@ -30,6 +31,8 @@ class EvaluateConfig(SandboxConfig):
 
     problems: str = option(HUMANEVAL, "problem set: 'humaneval' or a HumanEval-format JSONL path")
     k: tuple[int, ...] = option((1, 10, 100), "pass@k budgets (reported where every task has k samples)")
+    executor: str = option("local", "where programs run: local, dask-local, or dask://HOST:PORT")
+    chunk_size: int = option(16, "programs per task sent to a Dask worker")
 
     def sandbox_config(self) -> SandboxConfig:
         """The sandbox part of this config."""
@@ -42,7 +45,7 @@ def evaluate(
     results_path: str | os.PathLike[str],
     config: EvaluateConfig | None = None,
     *,
-    sandbox: Sandbox | None = None,
+    sandbox: Executor | None = None,
     progress: Callable[[Iterator[Sample], int], Iterator[Sample]] | None = None,
 ) -> dict[str, Any]:
     """Run every sample in ``samples_path`` not yet in ``results_path``, then summarise.
@@ -51,7 +54,8 @@ def evaluate(
         samples_path: JSONL of ``{"task_id", "completion"}`` (``completion_id`` optional).
         results_path: per-sample results JSONL, appended to (and resumed from).
         config: problem set, k values and sandbox settings.
-        sandbox: a running sandbox to use instead of starting one from ``config``.
+        sandbox: a running executor (e.g. a :class:`Sandbox`) to use instead of starting one from
+            ``config``.
         progress: wraps the iterator of pending samples (given their count), e.g. a progress bar.
 
     Returns:
@@ -59,6 +63,8 @@ def evaluate(
 
     Raises:
         DataError: the samples or problems file is malformed, or names unknown tasks.
+        ConfigError: ``config.executor`` names no executor.
+        DependencyError: a Dask executor was asked for and ``dask[distributed]`` is not installed.
         SandboxError: the sandbox could not start.
     """
     config = config or EvaluateConfig()
@@ -67,7 +73,11 @@ def evaluate(
     results = ResultsFile(results_path, RESULT_KEY)
     pending = [s for s in samples if results.key_of(_key_fields(s)) not in results]
     own = sandbox is None
-    runner = sandbox if sandbox is not None else Sandbox(config.sandbox_config())
+    runner = (
+        sandbox
+        if sandbox is not None
+        else make_executor(config.executor, config.sandbox_config(), chunk_size=config.chunk_size)
+    )
     try:
         if pending:
             stream: Iterator[Sample] = iter(pending)
@@ -87,7 +97,7 @@ def evaluate(
 
 
 def _run(
-    sandbox: Sandbox, problems: dict[str, Problem], samples: Iterator[Sample]
+    sandbox: Executor, problems: dict[str, Problem], samples: Iterator[Sample]
 ) -> Iterator[tuple[Sample, Outcome]]:
     taken: list[Sample] = []
 

@@ -58,6 +58,7 @@ class Recipe:
     probe_epochs: int = option(30, "probe training epochs")
     classifier_layers: int = option(4, "policy layers kept as the exchange classifier's backbone")
     classifier_epochs: int = option(1, "exchange classifier training epochs")
+    baseline_epochs: int = option(1, "training epochs of the input-only and output-only baseline classifiers")
     classifier_lr: float = option(5e-5, "exchange classifier learning rate")
     cummax_weight: float = option(0.5, "interpolation of per-token prediction toward its cumulative max")
     target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")

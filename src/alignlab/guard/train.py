@@ -44,6 +44,7 @@ def fit_classifier(
 
     from alignlab.core.progress import progress_bar
 
+    epochs = recipe.classifier_epochs if name == "exchange" else recipe.baseline_epochs
     model = ExchangeClassifier.from_policy(policy_model, recipe.classifier_layers, seed=recipe.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=recipe.classifier_lr, weight_decay=0.0)
@@ -56,8 +57,8 @@ def fit_classifier(
     order = np.arange(len(rows))
     batch, history = 8, []
     with progress_bar() as bar:
-        task = bar.add_task(f"training the {name} classifier", total=recipe.classifier_epochs * len(rows))
-        for epoch in range(recipe.classifier_epochs):
+        task = bar.add_task(f"training the {name} classifier", total=epochs * len(rows))
+        for epoch in range(epochs):
             np.random.default_rng(recipe.seed + epoch).shuffle(order)
             model.train()
             losses = []

