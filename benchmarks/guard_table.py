@@ -14,6 +14,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from common import RESULTS, write
@@ -23,6 +24,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-per-set", type=int, default=40)
     parser.add_argument("--guard", default="default")
+    root = Path(__file__).resolve().parents[1]
+    parser.add_argument("--data-dir", type=Path, default=root.parent / "shared" / "data")
     args = parser.parse_args()
     from alignlab.models.embedded import cache_root
 
@@ -37,6 +40,8 @@ def main() -> None:
         args.guard,
         "--max-per-set",
         str(args.max_per_set),
+        "--data-dir",
+        str(args.data_dir),
         "--out",
         str(out),
     ]
