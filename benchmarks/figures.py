@@ -1,6 +1,6 @@
 """Render the README's "Measured figures" section from ``benchmarks/results/*.json``.
 
-python benchmarks/figures.py > /tmp/figures.md
+python benchmarks/figures.py > figures.md
 """
 
 from __future__ import annotations

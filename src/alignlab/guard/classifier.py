@@ -65,6 +65,12 @@ class ExchangeClassifier(nn.Module):
 
         folder.mkdir(parents=True, exist_ok=True)
         self.backbone.save_pretrained(folder / "adapter")
+        # The adapter rides on whatever policy loads it: record no local path, ship no template card.
+        config_path = folder / "adapter" / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = None
+        config_path.write_text(json.dumps(config, indent=2))
+        (folder / "adapter" / "README.md").unlink(missing_ok=True)
         save_file(
             {k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors")
         )
