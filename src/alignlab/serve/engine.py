@@ -45,7 +45,7 @@ class Engine:
         batch_window: seconds to wait for more requests after the first one arrives.
     """
 
-    def __init__(self, backend: Backend, *, max_batch: int = 16, batch_window: float = 0.01) -> None:
+    def __init__(self, backend: Backend, *, max_batch: int = 16, batch_window: float = 0.05) -> None:
         self.backend = backend
         self.max_batch = max_batch
         self.batch_window = batch_window
@@ -86,7 +86,7 @@ class Engine:
                 self._queue.put(None)
                 break
             batch.append(job)
-            deadline = 0.001
+            deadline = 0.01
         return [j for j in batch if not j.cancelled]
 
     def _run(self) -> None:
