@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from alignlab.core.config import option
@@ -38,6 +39,12 @@ def serve(config: ServeConfig) -> None:
 
     backend = load_backend(f"openai:{config.upstream}" if config.upstream else config.model)
     guard = None
+    verdicts = logging.getLogger("alignlab.guard.verdicts")
+    if not verdicts.handlers:  # one JSON line per verdict on stderr
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        verdicts.addHandler(handler)
+        verdicts.setLevel(logging.INFO)
     if config.guard != "none":
         from alignlab.guard.load import serving_guard
 
