@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
-from common import median, percentile, write
+from common import median, percentile, served, write
 from models import chats
-from serve import free_port, one
+from serve import one
 
 
 async def load(url: str, clients: int, seconds: float, tokens: int) -> dict[str, Any]:
@@ -61,41 +59,12 @@ async def load(url: str, clients: int, seconds: float, tokens: int) -> dict[str,
 
 
 def serve(guard: str, args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "alignlab",
-        "serve",
-        "--model",
-        "smollm2",
-        "--guard",
-        guard,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+    with served("--model", "smollm2", "--guard", guard) as url:
         asyncio.run(load(url, 4, 5, 4))  # warm-up, untimed
         result = asyncio.run(load(url, args.clients, args.seconds, args.tokens))
         if guard != "none":
             result["guard_stats"] = httpx.get(f"{url}/v1/guard/stats").json()
         return result
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """The OpenAI-compatible server under 16 concurrent chats, beside the same work done in-process.
 
-Starts ``alignlab serve --model smollm2`` on 127.0.0.1 in a subprocess, sends 16 concurrent
+Starts ``alignlab serve --model smollm2 --guard none`` on 127.0.0.1 in a subprocess, sends 16 concurrent
 chat requests (streaming and not) a few rounds each, and reports p50/p95 latency, time to
 first token and total tokens/s; then runs the same 16 chats in-process as one batch.
 
@@ -12,21 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
-from common import median, percentile, write
+from common import median, percentile, served, write
 from models import chats
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def one(http: httpx.AsyncClient, chat: Any, tokens: int, stream: bool) -> tuple[float, float, int]:
@@ -95,37 +86,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "alignlab",
-        "serve",
-        "--model",
-        "smollm2",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    server = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    with served("--model", "smollm2", "--guard", "none") as url:
         asyncio.run(rounds(url, args.clients, 4, False, 1))  # warm-up, untimed
         plain = asyncio.run(rounds(url, args.clients, args.tokens, False, args.rounds))
         streamed = asyncio.run(rounds(url, args.clients, args.tokens, True, args.rounds))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     local = in_process(args.clients, args.tokens, args.rounds)
     write(
         "serve",

@@ -8,7 +8,7 @@ from pathlib import Path
 from alignlab.guard.constitution import load_constitution
 from alignlab.guard.dataset import build, examples, split_of
 from alignlab.guard.recipe import Recipe
-from alignlab.guard.seeds import Seed, dataset_seeds
+from alignlab.guard.seeds import BENIGN_TRAINING, Seed, dataset_seeds
 from alignlab.models.scripted import ScriptedBackend
 
 
@@ -42,15 +42,7 @@ def data_folder(root: Path) -> Path:
         [{"prompt": f"hack {i}", "subset": "interpreter"} for i in range(3)]
         + [{"prompt": f"defend {i}", "subset": "mitre_frr"} for i in range(8)],
     )
-    for name in [
-        "gsm8k_test",
-        "self_instruct_seed_tasks",
-        "self_instruct_user_oriented",
-        "vicuna_bench",
-        "ifeval",
-        "truthfulqa",
-        "humaneval",
-    ]:
+    for name in BENIGN_TRAINING:
         write(f"benign/{name}/prompts.jsonl", [{"prompt": f"{name} question {i}"} for i in range(3)])
     return root
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,3 @@ class Guard:
         verdict = self.decide(probe_z, clf_z)
         verdict.latency_ms = (time.perf_counter() - start) * 1000
         return verdict
-
-
-def summary(thresholds: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}={v:.3f}" for k, v in thresholds.items())

@@ -26,13 +26,13 @@ from alignlab.guard.seeds import Seed, constitution_seeds, dataset_seeds, synthe
 from alignlab.models.base import Backend, SamplingParams
 
 
-def _unit(text: str, salt: str) -> float:
+def unit_hash(text: str, salt: str) -> float:
     return int.from_bytes(hashlib.sha256(f"{salt}:{text}".encode()).digest()[:8], "big") / 2**64
 
 
 def split_of(text: str, test_fraction: float) -> str:
     """``"test"`` or ``"train"``, by a hash of the request text (stable across runs and machines)."""
-    return "test" if _unit(text, "split") < test_fraction else "train"
+    return "test" if unit_hash(text, "split") < test_fraction else "train"
 
 
 def gather_seeds(
@@ -63,7 +63,7 @@ def examples(recipe: Recipe, seeds: list[Seed]) -> Iterator[dict[str, Any]]:
             )
         elif seed.label == 1:
             held = list(recipe.held_out_families)
-            first = int(_unit(seed.text, "families") * len(held))
+            first = int(unit_hash(seed.text, "families") * len(held))
             families += [
                 held[(first + k) % len(held)] for k in range(min(recipe.held_out_per_seed, len(held)))
             ]

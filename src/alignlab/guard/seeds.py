@@ -9,7 +9,6 @@ evaluation), and the benign training sets. Evaluation-only sets live in :mod:`al
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,8 +47,10 @@ class Seed:
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
-    """The shared datasets folder: ``explicit``, ``$ALIGNLAB_DATA``, or ``../shared/data``."""
-    path = Path(explicit or os.environ.get("ALIGNLAB_DATA") or Path.cwd().parent / "shared" / "data")
+    """The shared datasets folder (see :func:`alignlab.core.datadir.data_root`), which must exist."""
+    from alignlab.core.datadir import data_root
+
+    path = data_root(explicit)
     if not path.is_dir():
         raise ConfigError(f"no data folder at {path}; pass --data-dir or set $ALIGNLAB_DATA")
     return path

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from alignlab.guard.classifier import ExchangeClassifier, pad, streaming_loss
-from alignlab.guard.dataset import _unit
+from alignlab.guard.dataset import unit_hash
 from alignlab.guard.features import Tokens, View, tokens_of
 from alignlab.guard.recipe import Recipe
 
@@ -32,7 +32,7 @@ def roles(records: Sequence[dict[str, Any]]) -> list[str]:
         if r["split"] == "test":
             out.append("test")
         else:
-            out.append("calib" if _unit(r["request"], "calib") < 0.15 else "fit")
+            out.append("calib" if unit_hash(r["request"], "calib") < 0.15 else "fit")
     return out
 
 

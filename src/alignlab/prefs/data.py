@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+from alignlab.core.datadir import DATA_ENV, data_root
 from alignlab.core.registry import Registry
 from alignlab.errors import ConfigError, DataError
 
@@ -313,18 +314,9 @@ def flatten_pairs(rankings: Sequence[Ranking]) -> Iterator[tuple[Ranking, int, i
 
 # -- named sources ------------------------------------------------------------------------
 
-DATA_ENV = "ALIGNLAB_DATA"
+
 EVALUATION_ONLY = frozenset({"hhh"})
 """Sources never used for training: a number measured on tuned-on data is not a result."""
-
-
-def data_root(option: str | Path | None = None) -> Path:
-    """Where the shared data lives: ``option``, else ``$ALIGNLAB_DATA``, else ``../shared/data``."""
-    import os
-
-    if option:
-        return Path(option)
-    return Path(os.environ.get(DATA_ENV) or Path.cwd().parent / "shared" / "data")
 
 
 def load_source(spec: str, data_dir: str | Path | None = None) -> Loaded:
