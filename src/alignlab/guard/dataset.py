@@ -113,6 +113,14 @@ def build(
         todo_all = todo_all[: recipe.max_examples]
     results = ResultsFile(out / "exchanges.jsonl", "id")
     todo = [e for e in todo_all if e["id"] not in results]
+    # Within windows of the id order, similar lengths share a batch (less padding); a run stopped
+    # early still holds about a prefix of the shuffled order.
+    window = 16 * batch_size
+    todo = [
+        e
+        for start in range(0, len(todo), window)
+        for e in sorted(todo[start : start + window], key=lambda e: len(str(e["messages"])))
+    ]
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))

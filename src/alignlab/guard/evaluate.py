@@ -279,6 +279,43 @@ def eval_items(
     return items
 
 
+def fingerprint(folder: Path) -> str:
+    """A hash of every file of a guard folder: scores made by another guard are not reused."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def reuse_responses(out: Path, items: list[dict[str, Any]], guard_hash: str) -> Any:
+    """Give items the policy answers earlier runs in ``out`` made; drop scores of another guard.
+
+    The undefended policy's answers do not depend on the guard, and generating them is most of
+    an evaluation's time, so they are kept in ``responses.jsonl`` across guards. Returns that file.
+    """
+    from alignlab.core.jsonl import read_jsonl
+    from alignlab.core.results import ResultsFile
+
+    answers = ResultsFile(out / "responses.jsonl", "id")
+    scores, stamp = out / "exchanges.jsonl", out / "guard.sha256"
+    if scores.is_file() and (not stamp.is_file() or stamp.read_text() != guard_hash):
+        for r in read_jsonl(scores):
+            if r["id"] not in answers:
+                answers.append({k: r[k] for k in ("id", "response", "policy_seconds")})
+        scores.unlink()
+    stamp.write_text(guard_hash)
+    known = {r["id"]: r for r in answers.records()}
+    for item in items:
+        if "response" not in item and item["id"] in known:
+            item.update(
+                response=known[item["id"]]["response"], policy_seconds=known[item["id"]]["policy_seconds"]
+            )
+    return answers
+
+
 def per_token_flops(guard: Any) -> dict[str, float]:
     """FLOPs per token: 2 x parameters (policy, classifier blocks); 2 x features (probe)."""
     policy = 2.0 * sum(p.numel() for p in guard.policy.model.parameters())
@@ -302,6 +339,7 @@ def run_eval(
     from alignlab.guard.scoring import score_batch
 
     out.mkdir(parents=True, exist_ok=True)
+    answers = reuse_responses(out, items, fingerprint(guard.folder))
     results = ResultsFile(out / "exchanges.jsonl", "id")
     todo = [i for i in items if i["id"] not in results]
     todo.sort(key=lambda i: ("response" in i, len(str(i["messages"]))))  # similar lengths share a batch
@@ -313,6 +351,8 @@ def run_eval(
             for group in groups:
                 if group:
                     for record in score_batch(guard, baselines, group, max_tokens):
+                        if record["id"] not in answers:
+                            answers.append({k: record[k] for k in ("id", "response", "policy_seconds")})
                         extra = {
                             k: v
                             for k, v in next(i for i in group if i["id"] == record["id"]).items()

@@ -99,7 +99,10 @@ def score_batch(
     if all(i.get("response") is not None for i in items):
         responses = [str(i["response"]) for i in items]
         probed = probe_given(guard, chats, responses)
-        answered = [(r, s, n, 0.0) for r, (s, n) in zip(responses, probed, strict=True)]
+        answered = [
+            (r, s, n, float(i.get("policy_seconds", 0.0)))
+            for r, (s, n), i in zip(responses, probed, items, strict=True)
+        ]
     else:
         answered = answer_with_probe(guard, chats, max_tokens)
         responses = [a[0] for a in answered]
