@@ -7,8 +7,10 @@ can catch everything at once or one branch at the right level::
     ├── ConfigError              a setting, option or name is wrong
     │   └── UnknownNameError     a registry has no such name (suggests the closest)
     ├── DependencyError          an optional dependency is missing (names the extra)
+    │   └── ToolInstallError     a tool installed on first use (garak) could not be installed
     ├── DataError                an input file is malformed (names the file and line)
     ├── SandboxError             untrusted code could not be run with the isolation asked for
+    ├── ToolRunError             an external tool (garak) failed or ran too long (names its log)
     └── ModelError               a model could not do what was asked
         ├── ModelNotFoundError   no weights at the given path or id
         ├── EndpointError        an HTTP endpoint is unreachable or answered with an error
@@ -64,6 +66,28 @@ class DependencyError(AlignlabError):
         super().__init__(f"{package!r} is not installed; install it with: pip install 'alignlab[{extra}]'")
 
 
+class ToolInstallError(DependencyError):
+    """A tool alignlab installs on first use, into its own environment, could not be installed.
+
+    Args:
+        tool: the tool's package name, e.g. ``"garak"``.
+        version: the pinned version.
+        reason: which step failed.
+        log: the install log, where pip says why.
+    """
+
+    def __init__(self, tool: str, version: str, reason: str, log: str | Path) -> None:
+        self.package = tool
+        self.extra = ""
+        self.version = version
+        self.log = str(log)
+        AlignlabError.__init__(
+            self,
+            f"could not install {tool}=={version}: {reason}; see {self.log} "
+            "(the package index must be reachable on first use)",
+        )
+
+
 class DataError(AlignlabError):
     """An input file is malformed.
 
@@ -83,6 +107,21 @@ class DataError(AlignlabError):
 
 class SandboxError(AlignlabError):
     """The sandbox could not start, or could not get the isolation it was required to have."""
+
+
+class ToolRunError(AlignlabError):
+    """An external tool alignlab drives (such as garak) failed or ran past its time limit.
+
+    Args:
+        tool: the tool, e.g. ``"garak"``.
+        reason: what happened.
+        log: the tool's output, where it says why.
+    """
+
+    def __init__(self, tool: str, reason: str, log: str | Path) -> None:
+        self.tool = tool
+        self.log = str(log)
+        super().__init__(f"{tool} {reason}; see {self.log}")
 
 
 class ModelError(AlignlabError):

@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from alignlab.core.config import typer_command
+from alignlab.guard.redteam import RedTeamConfig
+
 app = typer.Typer(
     help="Constitutional Classifiers++: constitution → data → probe + classifier cascade.",
     no_args_is_help=True,
@@ -143,3 +146,17 @@ def evaluate(
         )
     )
     typer.echo(f"report: {target / 'report.html'}", err=True)
+
+
+@app.command("redteam")
+@typer_command(RedTeamConfig)
+def redteam(config: RedTeamConfig) -> None:
+    """Red-team a served model with pinned garak probes: attack success per family, guarded vs baseline.
+
+    garak is installed on first use into its own environment under the alignlab cache.
+    """
+    from alignlab.guard.redteam import output_folder, run_redteam
+
+    report = run_redteam(config)
+    typer.echo(json.dumps(report["families"], indent=2))
+    typer.echo(f"report: {output_folder(config) / 'redteam.md'}", err=True)
