@@ -104,3 +104,16 @@ def test_the_classifier_trains_on_the_policy_and_round_trips(tiny_backend: Any, 
     np.testing.assert_allclose(again.token_scores(rows[:2]), model.token_scores(rows[:2]), atol=1e-5)
     _, mask = pad([[1, 2, 3], [4, 5]])
     assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_incremental_classifier_scores_equal_a_full_pass(tiny_backend: Any, tiny_guard: Path) -> None:
+    from alignlab.guard.classifier import ClassifierStream
+
+    model = ExchangeClassifier.load(tiny_guard / "exchange_classifier", tiny_backend.model)
+    row = [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]
+    stream = ClassifierStream(model)
+    peaks = [stream.feed(row[a:b]) for a, b in ((0, 6), (6, 7), (7, 7), (7, 13))]
+    full = model.token_scores([row])[0]
+    expected = [max(full[:b]) for b in (6, 7, 7, 13)]
+    np.testing.assert_allclose(peaks, expected, atol=1e-5)
+    assert stream.seen == len(row)

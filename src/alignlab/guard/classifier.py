@@ -100,6 +100,34 @@ class ExchangeClassifier(nn.Module):
         return out
 
 
+class ClassifierStream:
+    """One exchange scored incrementally: each call reads only the new tokens (a KV cache).
+
+    The classifier is causal, so a token's score never changes when later tokens arrive; the
+    cache makes re-checking a growing exchange cost the new tokens only, not the whole prefix.
+    """
+
+    def __init__(self, model: ExchangeClassifier) -> None:
+        self.model = model
+        self.cache: Any = None
+        self.seen = 0
+        self.peak = float("-inf")
+
+    @torch.inference_mode()
+    def feed(self, ids: Sequence[int]) -> float:
+        """Score ``ids`` (the tokens after those already fed); returns the highest score so far."""
+        if ids:
+            x = torch.tensor([list(ids)], dtype=torch.long)
+            mask = torch.ones((1, self.seen + len(ids)), dtype=torch.long)
+            out = self.model.backbone(
+                input_ids=x, attention_mask=mask, past_key_values=self.cache, use_cache=True
+            )
+            self.cache = out.past_key_values
+            self.seen += len(ids)
+            self.peak = max(self.peak, float(self.model.head(out.last_hidden_state).max()))
+        return self.peak
+
+
 def _truncated(policy_model: Any, layers: int) -> Any:
     """A copy of the policy's base model keeping its first ``layers`` blocks, frozen."""
     from transformers import AutoModel

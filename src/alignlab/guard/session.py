@@ -3,7 +3,8 @@
 With a local policy (:class:`ProbeSession`) stage 1 is the probe reading the activations the
 policy computes anyway — the prompt's from the prefill, each new token's from the pass that
 feeds it — so screening costs no extra forward pass. When the probe's moving average crosses
-its threshold the exchange so far goes to the exchange classifier and the ensemble decides.
+its threshold the exchange so far goes to the exchange classifier and the ensemble decides;
+from then on the classifier reads only the new tokens (its KV cache keeps the prefix).
 With a remote upstream (:class:`ClassifierSession`) there are no activations: the exchange
 classifier itself screens the text every few tokens and at the end.
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from alignlab.guard.cascade import Guard, Verdict
+from alignlab.guard.classifier import ClassifierStream
 from alignlab.guard.scoring import MAX_PROMPT, layer_features
 from alignlab.models.base import ChatMessage
 
@@ -35,6 +37,7 @@ class ProbeSession:
         self.ema: float | None = None
         self.peak = float("-inf")
         self.escalated_at: int | None = None
+        self.stream: ClassifierStream | None = None
         self.recheck_every = recheck_every
         self.last: Verdict = Verdict(False, "probe")
         self.probe_seconds = 0.0
@@ -61,7 +64,10 @@ class ProbeSession:
         if not due:
             return None
         start = time.perf_counter()
-        clf_z = max(self.guard.classifier.token_scores([self.prompt_ids + self.response_ids])[0])
+        if self.stream is None:
+            self.stream = ClassifierStream(self.guard.classifier)
+        exchange = self.prompt_ids + self.response_ids
+        clf_z = self.stream.feed(exchange[self.stream.seen :])
         self.classifier_seconds += time.perf_counter() - start
         self.last = self.guard.decide(self.peak, clf_z)
         return self.last if self.last.flagged else None
