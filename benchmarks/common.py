@@ -92,6 +92,12 @@ def served(*options: str, timeout: float = 180) -> Iterator[str]:
         server.wait(timeout=30)
 
 
+def _scrub(argument: str) -> str:
+    """An absolute path names this machine's folders (a temp or work folder): record a placeholder."""
+    name, equals, value = argument.partition("=") if argument.startswith("-") else ("", "", argument)
+    return name + equals + "PATH" if os.path.isabs(value) or value.startswith("~") else argument
+
+
 def write(name: str, results: dict[str, Any]) -> Path:
     """Write ``results/NAME.json`` with the machine and the command that made it."""
     from alignlab import __version__
@@ -100,7 +106,8 @@ def write(name: str, results: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     record = {
         "benchmark": name,
-        "command": "python " + shlex.join(["benchmarks/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": "python "
+        + shlex.join(["benchmarks/" + Path(sys.argv[0]).name, *map(_scrub, sys.argv[1:])]),
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "alignlab": __version__,
         "machine": machine(),

@@ -124,6 +124,52 @@ def code(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def prefs_pmp(d: dict[str, Any]) -> list[str]:
+    sizes = sorted({p["pairs"] for p in d["points"]})
+    names = {"none": "no PMP", "ranked": "ranked PMP", "binary": "binary PMP"}
+    lines = [
+        f"**PMP sample efficiency**, HH held-out accuracy, mean ± sd over seeds (`{d['command']}`; {d['size_described']}):",
+        "",
+        "| condition | " + " | ".join(f"{n} pairs" for n in sizes) + " |",
+        "| --- |" + " ---: |" * len(sizes),
+    ]
+    for condition, label in names.items():
+        cells = {
+            p["pairs"]: f"{p['mean']:.3f} ± {p['sd']:.3f}" for p in d["points"] if p["condition"] == condition
+        }
+        lines.append(f"| {label} | " + " | ".join(cells.get(n, "-") for n in sizes) + " |")
+    return [*lines, "", d["honesty"], "Plot: `benchmarks/results/prefs_pmp.png`.", ""]
+
+
+def prefs_throughput(d: dict[str, Any]) -> list[str]:
+    rates = d["pairs_per_second"]
+    rows = [f"| {side} | {rate:.2f} |" for side, rate in rates.items()]
+    ratio = f"{d['ratio']:.2f}×" if d.get("ratio") is not None else "-"
+    return [
+        f"**Preference-model training vs TRL {d['trl']} RewardTrainer** (`{d['command']}`; {d['size_described']}): "
+        f"alignlab / TRL = {ratio} (goal ≥ {d['goal_ratio']}×).",
+        "",
+        "| trainer | pairs/s (median of repeats) |",
+        "| --- | ---: |",
+        *rows,
+        "",
+    ]
+
+
+def prefs_distill(d: dict[str, Any]) -> list[str]:
+    kl, hhh = d["kl_to_teacher"], d["hhh_all"]
+    rows = [f"| {name} | {r['accuracy']:.3f} [{r['low']:.3f}, {r['high']:.3f}] |" for name, r in hhh.items()]
+    return [
+        f"**Context distillation of the HHH prompt** (`{d['command']}`; {d['size_described']}): held-out top-k "
+        f"KL to the prompted teacher {kl['before']:.4f} before, {kl['after']:.4f} after.",
+        "",
+        "| model | HHH accuracy (95% CI) |",
+        "| --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def main() -> None:
     out: list[str] = []
     for name, render in [
@@ -132,6 +178,9 @@ def main() -> None:
         ("guard_load", guard_load),
         ("guard_table", guard_table),
         ("code_sandbox", code),
+        ("prefs_pmp", prefs_pmp),
+        ("prefs_throughput", prefs_throughput),
+        ("prefs_distill", prefs_distill),
     ]:
         data = load(name)
         if data is not None:
