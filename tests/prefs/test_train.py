@@ -67,6 +67,24 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
     assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
 
 
+def test_a_finished_run_is_loaded_not_retrained(
+    tiny_model_dir: Path, tmp_path: Path, pairs: list[Ranking]
+) -> None:
+    config = _config(tiny_model_dir, tmp_path, steps=3, checkpoint_every=2)
+    first = train(config, pairs)
+    steps: list[int] = []
+    again = train(config, pairs, on_step=lambda step, loss: steps.append(step))
+    assert steps == [] and again.losses == first.losses and again.resumed_from == 3
+    a, b = _weights(first.model), _weights(again.model)
+    assert all((a[k] - b[k]).abs().max() < 1e-6 for k in a)
+    longer = train(
+        _config(tiny_model_dir, tmp_path, steps=4, checkpoint_every=2),
+        pairs,
+        on_step=lambda s, _: steps.append(s),
+    )
+    assert steps and len(longer.losses) == 4  # another config trains (resuming its checkpoint)
+
+
 def test_lora_trains_adapters_and_the_head(
     tiny_model_dir: Path, tmp_path: Path, pairs: list[Ranking]
 ) -> None:

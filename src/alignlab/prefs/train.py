@@ -146,6 +146,8 @@ def train(
     data = list(rankings) if rankings is not None else training_data(config)[0]
     if not data:
         raise ConfigError("no training data")
+    if config.resume and (finished := _finished(config, Path(config.output), data)) is not None:
+        return finished
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size < world:
@@ -228,6 +230,32 @@ def _checkpoint(accelerator: Any, output: Path, step: int, losses: list[float]) 
     accelerator.wait_for_everyone()
 
 
+def _data_hash(data: Sequence[Ranking]) -> str:
+    from alignlab.core.provenance import hash_records
+
+    return hash_records(
+        [{"context": r.context, "responses": list(r.responses), "scores": list(r.scores)} for r in data]
+    )
+
+
+def _finished(config: TrainConfig, output: Path, data: Sequence[Ranking]) -> TrainResult | None:
+    """The finished run in ``output`` if it was made with this config and data (else None),
+    so rerunning a completed command loads its model instead of training again."""
+    summary_path, model_path = output / "train.json", output / "model"
+    if not (summary_path.is_file() and model_path.is_dir()):
+        return None
+    summary = json.loads(summary_path.read_text())
+    made = summary["provenance"]
+    if made["arguments"] != json.loads(json.dumps(dump_config(config))) or made["data_hash"] != _data_hash(
+        data
+    ):
+        return None
+    if len(summary["losses"]) != config.steps:
+        return None
+    pm = PreferenceModel.load(model_path)
+    return TrainResult(summary["losses"], pm, output, resumed_from=config.steps, notes=summary["notes"])
+
+
 def _resume(accelerator: Any, output: Path) -> tuple[list[float], int]:
     pointer = output / LATEST
     if not pointer.is_file():
@@ -240,13 +268,12 @@ def _resume(accelerator: Any, output: Path) -> tuple[list[float], int]:
 
 
 def _write_summary(config: TrainConfig, result: TrainResult, data: Sequence[Ranking], world: int) -> None:
-    from alignlab.core.provenance import hash_records, make_provenance
+    from alignlab.core.provenance import make_provenance
 
-    records = [{"context": r.context, "responses": list(r.responses), "scores": list(r.scores)} for r in data]
     provenance = make_provenance(
         f"prefs.train:{config.objective}",
         dump_config(config),
-        data_hash=hash_records(records),
+        data_hash=_data_hash(data),
         seed=config.seed,
     )
     summary = {
