@@ -141,6 +141,28 @@ def prefs_pmp(d: dict[str, Any]) -> list[str]:
     return [*lines, "", d["honesty"], "Plot: `benchmarks/results/prefs_pmp.png`.", ""]
 
 
+def guard_redteam(d: dict[str, Any]) -> list[str]:
+    names = list(d["targets"])
+
+    def cell(name: str, family: str) -> str:
+        tally = d["targets"][name]["families"].get(family)
+        if not tally or tally["attack_success"] is None:
+            return "-"
+        return f"{tally['attack_success']:.0%} ({tally['hits']}/{tally['outputs']})"
+
+    return [
+        f"**Red teaming with garak {d['garak_version']}** (`{d['command']}`), attack success per probe family "
+        f"({d['aggregation']}):",
+        "",
+        "| family | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+        *(f"| {f} | " + " | ".join(cell(n, f) for n in names) + " |" for f in d["families"]),
+        "",
+        "Plot: `benchmarks/results/guard_redteam.png`.",
+        "",
+    ]
+
+
 def prefs_throughput(d: dict[str, Any]) -> list[str]:
     rates = d["pairs_per_second"]
     rows = [f"| {side} | {rate:.2f} |" for side, rate in rates.items()]
@@ -177,6 +199,7 @@ def main() -> None:
         ("serve", serve),
         ("guard_load", guard_load),
         ("guard_table", guard_table),
+        ("guard_redteam", guard_redteam),
         ("code_sandbox", code),
         ("prefs_pmp", prefs_pmp),
         ("prefs_throughput", prefs_throughput),
