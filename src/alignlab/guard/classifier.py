@@ -112,6 +112,13 @@ class ClassifierStream:
         self.cache: Any = None
         self.seen = 0
         self.peak = float("-inf")
+        import inspect
+
+        # transformers renamed ``past_key_values`` to ``cache``; accept both generations.
+        base = (
+            model.backbone.get_base_model() if hasattr(model.backbone, "get_base_model") else model.backbone
+        )
+        self._arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     @torch.inference_mode()
     def feed(self, ids: Sequence[int]) -> float:
@@ -120,9 +127,9 @@ class ClassifierStream:
             x = torch.tensor([list(ids)], dtype=torch.long)
             mask = torch.ones((1, self.seen + len(ids)), dtype=torch.long)
             out = self.model.backbone(
-                input_ids=x, attention_mask=mask, past_key_values=self.cache, use_cache=True
+                input_ids=x, attention_mask=mask, use_cache=True, **{self._arg: self.cache}
             )
-            self.cache = out.past_key_values
+            self.cache = getattr(out, "cache", None) or out.past_key_values
             self.seen += len(ids)
             self.peak = max(self.peak, float(self.model.head(out.last_hidden_state).max()))
         return self.peak
