@@ -272,6 +272,9 @@ class RefuseAll:
     def end(self) -> Any:
         return None
 
+    def cheap(self) -> bool:
+        return True
+
 
 @pytest.mark.redteam
 def test_garak_end_to_end_guarded_vs_unguarded(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ REPLY = "one two three secret four five six"
 class Tripwire:
     """Flags a conversation that mentions 'forbidden' (input side) or a reply that says 'secret'."""
 
-    def __init__(self, messages: Sequence[ChatMessage]) -> None:
+    def __init__(self, messages: Sequence[ChatMessage], inline: bool = True) -> None:
         self.messages = messages
+        self.inline = inline  # checked on the event loop (cheap) or in a worker thread
         self.last = Verdict(False, "probe")
 
     def prompt(self, hidden: Any) -> Verdict | None:
@@ -38,9 +39,14 @@ class Tripwire:
     def end(self) -> Verdict | None:
         return None
 
+    def cheap(self) -> bool:
+        return self.inline
 
-def make_guard(hold_back: int) -> ServingGuard:
-    return ServingGuard(Tripwire, False, lambda m: {"flagged": False}, hold_back=hold_back)
+
+def make_guard(hold_back: int, inline: bool = True) -> ServingGuard:
+    return ServingGuard(
+        lambda m: Tripwire(m, inline), False, lambda m: {"flagged": False}, hold_back=hold_back
+    )
 
 
 def stream(client: TestClient, content: str) -> tuple[str, str | None]:
@@ -54,9 +60,10 @@ def stream(client: TestClient, content: str) -> tuple[str, str | None]:
     return text, finish[-1] if finish else None
 
 
+@pytest.mark.parametrize("inline", [True, False])
 @pytest.mark.parametrize("hold_back", [0, 2, 5])
-def test_no_token_after_an_output_flag_within_the_hold_back(hold_back: int) -> None:
-    guard = make_guard(hold_back)
+def test_no_token_after_an_output_flag_within_the_hold_back(hold_back: int, inline: bool) -> None:
+    guard = make_guard(hold_back, inline)
     with TestClient(create_app(ScriptedBackend(REPLY), guard=guard)) as client:
         text, finish = stream(client, "tell me a story")
     words = REPLY.split()

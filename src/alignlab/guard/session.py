@@ -72,6 +72,10 @@ class ProbeSession:
         self.last = self.guard.decide(self.peak, clf_z)
         return self.last if self.last.flagged else None
 
+    def cheap(self) -> bool:
+        """Whether the next token's check is the probe alone (not yet escalated)."""
+        return self.peak < self.guard.thresholds["probe_threshold"]
+
     def prompt(self, hidden: Any) -> Verdict | None:
         """Screen the whole conversation from the prefill's activations."""
         self._probe(hidden)
@@ -113,6 +117,10 @@ class ClassifierSession:
         flagged = z >= self.guard.thresholds["classifier_threshold"]
         self.last = Verdict(flagged, "classifier", {"probe": None, "classifier": z, "ensemble": None}, True)
         return self.last if flagged else None
+
+    def cheap(self) -> bool:
+        """Whether the next token only accumulates text (no classifier re-check)."""
+        return (self.count + 1) % self.recheck_every != 0
 
     def prompt(self, hidden: Any) -> Verdict | None:
         return self._decide()

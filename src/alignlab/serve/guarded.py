@@ -28,6 +28,7 @@ class Session(Protocol):
     """One conversation's streaming checks (see :mod:`alignlab.guard.session`)."""
 
     def prompt(self, hidden: Any) -> Any: ...
+    def cheap(self) -> bool: ...
     def token(self, token_id: int | None, text: str, hidden: Any) -> Any: ...
     def end(self) -> Any: ...
 
@@ -96,7 +97,10 @@ async def guarded(
                 verdict = await asyncio.to_thread(session.prompt, event.hidden)
             elif event.finish_reason is None:
                 tokens += 1
-                verdict = await asyncio.to_thread(session.token, event.token_id, event.text, event.hidden)
+                if session.cheap():  # a probe step costs microseconds: a thread hop per token would cost more
+                    verdict = session.token(event.token_id, event.text, event.hidden)
+                else:
+                    verdict = await asyncio.to_thread(session.token, event.token_id, event.text, event.hidden)
                 event.hidden = None
                 held.append(event)
             else:
