@@ -116,3 +116,19 @@ def write(name: str, results: dict[str, Any]) -> Path:
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return path
+
+
+def open_work(work: Path, settings: dict[str, Any], fresh: bool, key: str | tuple[str, ...]) -> Any:
+    """A resumable results file in ``work``, keyed by ``key``; refuses results made with other settings."""
+    import shutil
+
+    from alignlab.core.results import ResultsFile
+
+    if fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    stored = work / "settings.json"
+    if stored.is_file() and json.loads(stored.read_text()) != settings:
+        raise SystemExit(f"{work} holds results made with other settings; pass --fresh or another --work")
+    stored.write_text(json.dumps(settings, indent=2) + "\n")
+    return ResultsFile(work / "results.jsonl", key)

@@ -142,21 +142,13 @@ def prefs_pmp(d: dict[str, Any]) -> list[str]:
 
 
 def guard_redteam(d: dict[str, Any]) -> list[str]:
-    names = list(d["targets"])
-
-    def cell(name: str, family: str) -> str:
-        tally = d["targets"][name]["families"].get(family)
-        if not tally or tally["attack_success"] is None:
-            return "-"
-        return f"{tally['attack_success']:.0%} ({tally['hits']}/{tally['outputs']})"
+    from alignlab.guard.redteam import table_lines
 
     return [
         f"**Red teaming with garak {d['garak_version']}** (`{d['command']}`), attack success per probe family "
         f"({d['aggregation']}):",
         "",
-        "| family | " + " | ".join(names) + " |",
-        "| --- |" + " ---: |" * len(names),
-        *(f"| {f} | " + " | ".join(cell(n, f) for n in names) + " |" for f in d["families"]),
+        *table_lines(d),
         "",
         "Plot: `benchmarks/results/guard_redteam.png`.",
         "",

@@ -20,14 +20,12 @@ thread on a busy two-core machine; ``--size full`` (all 30 layers, 256 steps) ov
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, write
+from common import RESULTS, open_work, write
 
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -158,20 +156,6 @@ def plot(stages: dict[str, dict[str, Any]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def open_work(work: Path, settings: dict[str, Any], fresh: bool) -> Any:
-    """The results file in ``work``; refuses to mix results made with other settings."""
-    from alignlab.core.results import ResultsFile
-
-    if fresh:
-        shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    stored = work / "settings.json"
-    if stored.is_file() and json.loads(stored.read_text()) != settings:
-        raise SystemExit(f"{work} holds results made with other settings; pass --fresh or another --work")
-    stored.write_text(json.dumps(settings, indent=2) + "\n")
-    return ResultsFile(work / "results.jsonl", "stage")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
@@ -193,7 +177,7 @@ def main() -> None:
     size = SIZES[args.size]
     data_dir = str(data_root(args.data_dir or None))
     work = Path(args.work or f"runs/benchmarks/prefs_distill-{args.size}")
-    results = open_work(work, size, args.fresh)
+    results = open_work(work, size, args.fresh, "stage")
     fields = ("limit", "held_out", "top_k", "max_tokens", "steps", "batch_size", "lr", "layers")
     config = DistillConfig(
         model="smollm2",

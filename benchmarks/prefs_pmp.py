@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, write
+from common import RESULTS, open_work, write
 
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -256,20 +256,6 @@ def plot(points: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
-def open_work(work: Path, settings: dict[str, Any], fresh: bool) -> Any:
-    """The results file in ``work``; refuses to mix results made with other settings."""
-    from alignlab.core.results import ResultsFile
-
-    if fresh:
-        shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    stored = work / "settings.json"
-    if stored.is_file() and json.loads(stored.read_text()) != settings:
-        raise SystemExit(f"{work} holds results made with other settings; pass --fresh or another --work")
-    stored.write_text(json.dumps(settings, indent=2) + "\n")
-    return ResultsFile(work / "results.jsonl", ("condition", "pairs", "seed"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
@@ -296,7 +282,9 @@ def main() -> None:
     data = load_data(str(data_root(args.data_dir or None)), size)
     sizes = sorted(n if n else len(data["pool"]) for n in size["pairs"])
     work = Path(args.work or f"runs/benchmarks/prefs_pmp-{args.size}")
-    results = open_work(work, {**size, "pool_pairs": len(data["pool"])}, args.fresh)
+    results = open_work(
+        work, {**size, "pool_pairs": len(data["pool"])}, args.fresh, ("condition", "pairs", "seed")
+    )
     started = time.perf_counter()
     for seed in args.seeds:
         for condition in CONDITIONS:

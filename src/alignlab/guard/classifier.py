@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from alignlab.models.decode import cache_kwarg, returned_cache
+
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -112,13 +114,10 @@ class ClassifierStream:
         self.cache: Any = None
         self.seen = 0
         self.peak = float("-inf")
-        import inspect
-
-        # transformers renamed ``past_key_values`` to ``cache``; accept both generations.
-        base = (
-            model.backbone.get_base_model() if hasattr(model.backbone, "get_base_model") else model.backbone
+        backbone = model.backbone
+        self._arg = cache_kwarg(
+            backbone.get_base_model() if hasattr(backbone, "get_base_model") else backbone
         )
-        self._arg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
     @torch.inference_mode()
     def feed(self, ids: Sequence[int]) -> float:
@@ -129,7 +128,7 @@ class ClassifierStream:
             out = self.model.backbone(
                 input_ids=x, attention_mask=mask, use_cache=True, **{self._arg: self.cache}
             )
-            self.cache = getattr(out, "cache", None) or out.past_key_values
+            self.cache = returned_cache(out)
             self.seen += len(ids)
             self.peak = max(self.peak, float(self.model.head(out.last_hidden_state).max()))
         return self.peak

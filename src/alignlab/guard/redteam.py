@@ -257,8 +257,8 @@ def _side_by_side(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     return families
 
 
-def markdown_table(report: Mapping[str, Any]) -> str:
-    """Attack success per family, one column per target, as a Markdown table."""
+def table_lines(report: Mapping[str, Any]) -> list[str]:
+    """Attack success per family, one column per target, as Markdown table lines."""
     names = list(report["targets"])
 
     def cell(name: str, family: str) -> str:
@@ -267,14 +267,16 @@ def markdown_table(report: Mapping[str, Any]) -> str:
             return "n/a"
         return f"{tally['attack_success']:.1%} ({tally['hits']}/{tally['outputs']})"
 
-    lines = [
-        f"# Red team: garak {report['garak_version']}, attack success per probe family (lower is better)",
-        "",
-        "| family | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    lines += [f"| {f} | " + " | ".join(cell(n, f) for n in names) + " |" for f in report["families"]]
-    return "\n".join(lines) + "\n"
+    lines = ["| family | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    return lines + [f"| {f} | " + " | ".join(cell(n, f) for n in names) + " |" for f in report["families"]]
+
+
+def markdown_table(report: Mapping[str, Any]) -> str:
+    """The table under a heading naming the garak version."""
+    heading = (
+        f"# Red team: garak {report['garak_version']}, attack success per probe family (lower is better)"
+    )
+    return "\n".join([heading, "", *table_lines(report)]) + "\n"
 
 
 def plot(report: Mapping[str, Any], path: Path) -> bool:

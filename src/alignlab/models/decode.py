@@ -41,12 +41,21 @@ class Prefill:
     hidden: torch.Tensor
 
 
+def cache_kwarg(model: Any) -> str:
+    """The keyword ``model.forward`` takes its KV cache by: transformers renamed
+    ``past_key_values`` to ``cache``; both generations are accepted."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def returned_cache(out: Any) -> Any:
+    """The KV cache a forward pass returned, under either name."""
+    return getattr(out, "cache", None) or out.past_key_values
+
+
 def _forward(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any, hidden: bool
 ) -> tuple[Any, Any]:
     """One pass keeping only the last position's logits; returns the output and the cache."""
-    # transformers renamed ``past_key_values`` to ``cache``; accept both generations.
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -54,10 +63,9 @@ def _forward(
         use_cache=True,
         output_hidden_states=hidden,
         logits_to_keep=1,
-        **{cache_arg: cache},
+        **{cache_kwarg(model): cache},
     )
-    new_cache = getattr(out, "cache", None) or out.past_key_values
-    return out, new_cache
+    return out, returned_cache(out)
 
 
 def _stack_hidden(out: Any) -> torch.Tensor:
