@@ -124,6 +124,28 @@ def code(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def prefs(d: dict[str, Any]) -> list[str]:
+    def cell(v: dict[str, Any]) -> str:
+        low, high = v["pooled_wilson95"]
+        return f"{v['mean']:.3f} ± {v['sd']:.3f} [{low:.3f}, {high:.3f}]"
+
+    rows = [f"| {r['condition']} | {cell(r['hh_harmless'])} | {cell(r['hhh'])} |" for r in d["summary"]]
+    longer = d["baselines"]["longer_answer_wins"]
+    return [
+        f"**Preference objectives and PMP** (`{d['command']}`; {d['size_described']}): accuracy, mean ± sd over "
+        "seeds [pooled Wilson 95% interval].",
+        "",
+        "| condition | HH harmless held-out | HHH |",
+        "| --- | --- | --- |",
+        *rows,
+        f"| longer answer wins | {longer['hh_harmless']:.3f} | {longer['hhh']:.3f} |",
+        "",
+        d["honesty"],
+        "Plot: `benchmarks/results/prefs.png`.",
+        "",
+    ]
+
+
 def prefs_pmp(d: dict[str, Any]) -> list[str]:
     sizes = sorted({p["pairs"] for p in d["points"]})
     names = {"none": "no PMP", "ranked": "ranked PMP", "binary": "binary PMP"}
@@ -193,6 +215,7 @@ def main() -> None:
         ("guard_table", guard_table),
         ("guard_redteam", guard_redteam),
         ("code_sandbox", code),
+        ("prefs", prefs),
         ("prefs_pmp", prefs_pmp),
         ("prefs_throughput", prefs_throughput),
         ("prefs_distill", prefs_distill),

@@ -6,27 +6,33 @@ Same backbone, data, steps and learning rate for every condition:
 * ranked and binary PMP on Stack Exchange answer pairs, each followed by fine-tuning on the
   same HH data (ranked objective by default; ``--pmp-objectives all`` for all three);
 * accuracy with Wilson 95% intervals on the HH held-out split (hash of the first human
-  turn) and on all 221 BIG-bench hhh_alignment pairs, beside the "longer answer wins" rule;
-* training speed with and without shared-context batching.
+  turn) and on all 221 BIG-bench hhh_alignment pairs, beside the "longer answer wins" rule.
 
-The default size fits about 15 minutes on two CPU cores, one torch thread: the embedded SmolLM2-135M cut
-to its first few layers, 128-token sequences, a few hundred pairs, one seed. That is far
+Resumable: the PMP models and one results line per (seed, condition) are kept in ``--work``
+as each finishes; rerunning the same command skips what is done (``--fresh`` starts over).
+The JSON and plot give each condition's mean and spread over seeds and the Wilson interval of
+all seeds' comparisons pooled.
+
+The default size takes about 15 minutes per seed on two CPU cores, one torch thread: the embedded
+SmolLM2-135M cut to its first few layers, 128-token sequences, a few hundred pairs. That is far
 below the paper's scale, so expect accuracies near chance; the JSON says so beside them.
+``--size full`` (all 30 layers, 256 tokens, the whole train split) is for a GPU.
 
-    python benchmarks/prefs.py [--size smoke|default] [--data-dir ../shared/data] [--seeds 0 1 2] [--replot]
+    python benchmarks/prefs.py [--size smoke|default|full] [--seeds 0 1 2] [--work DIR] [--replot]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
-import tempfile
+import statistics
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, write
+from common import RESULTS, open_work, write
 
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": {
@@ -53,6 +59,18 @@ SIZES: dict[str, dict[str, Any]] = {
         "lr": 5e-5,
         "pmp_lr": 5e-5,
     },
+    "full": {
+        "layers": 0,
+        "max_tokens": 256,
+        "train_pairs": 0,
+        "test_pairs": 0,
+        "hhh_limit": 0,
+        "steps": 450,
+        "pmp_steps": 500,
+        "batch_size": 8,
+        "lr": 1e-5,
+        "pmp_lr": 3e-5,
+    },
 }
 
 
@@ -67,9 +85,10 @@ def load_data(data_dir: str, size: dict[str, Any], seed: int) -> dict[str, Any]:
         for r, w, lose in flatten_pairs(se)
     ]
     random.Random(seed).shuffle(se_pairs)
+    train, test = split(hh, "train"), split(hh, "test")
     return {
-        "train": split(hh, "train")[: size["train_pairs"]],
-        "test": split(hh, "test")[: size["test_pairs"]],
+        "train": train[: size["train_pairs"]] if size["train_pairs"] else train,
+        "test": test[: size["test_pairs"]] if size["test_pairs"] else test,
         "hhh": hhh[: size["hhh_limit"]] if size["hhh_limit"] else hhh,
         "pmp": se_pairs[: size["pmp_steps"] * size["batch_size"]],
     }
@@ -84,98 +103,135 @@ def evaluate(pm: Any, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_condition(name: str, config: Any, rankings: list[Any], data: dict[str, Any]) -> dict[str, Any]:
+    import shutil
+
     from alignlab.prefs.train import train
 
     start = time.perf_counter()
     result = train(config, rankings)
     seconds = time.perf_counter() - start
     scores = evaluate(result.model, data)
+    shutil.rmtree(config.output, ignore_errors=True)
     record = {
         "condition": name,
         "objective": config.objective,
         "model": config.model,
         "steps": config.steps,
-        "loss_first3": sum(result.losses[:3]) / 3,
-        "loss_last3": sum(result.losses[-3:]) / 3,
+        "loss_first3": statistics.fmean(result.losses[:3]),
+        "loss_last3": statistics.fmean(result.losses[-3:]),
         "train_seconds": seconds,
         "truncation": result.notes,
         **scores,
     }
-    hhh_all = next(r for r in scores["hhh"] if r["subset"] == "all")
     print(
-        f"{name:<28} HH {scores['hh_harmless']['accuracy']:.3f}  HHH {hhh_all['accuracy']:.3f}  "
+        f"{name:<22} seed {config.seed}  HH {scores['hh_harmless']['accuracy']:.3f}  "
+        f"HHH {overall_of(scores, 'hhh')['accuracy']:.3f}  "
         f"loss {record['loss_first3']:.3f} -> {record['loss_last3']:.3f}  ({seconds:.0f} s)",
         flush=True,
     )
     return record
 
 
-def shared_context_speed(base: Any, rankings: list[Any], steps: int = 3) -> dict[str, float]:
-    """Seconds per training step with and without shared-context batching (same pairs)."""
-    from alignlab.prefs.model import PreferenceModel
-    from alignlab.prefs.objectives import OBJECTIVES
+def pretrained(
+    kind: str, seed: int, base: Any, data: dict[str, Any], size: dict[str, Any], work: Path
+) -> Path:
+    """The PMP model of ``kind`` for ``seed``: trained once in ``work``, then reused."""
+    from alignlab.prefs.objectives import binary_pmp
+    from alignlab.prefs.train import train
 
-    pm = PreferenceModel.build(base.model_config())
-    loss_fn = OBJECTIVES.get("ranked").loss
-    timings = {}
-    for shared in (True, False, True, False):  # twice each, keep the second (warm) timing
-        start = time.perf_counter()
-        for step in range(steps):
-            batch = pm.batch(rankings[step * base.batch_size : (step + 1) * base.batch_size], shared=shared)
-            loss_fn(pm.forward(batch), batch).backward()
-        timings["shared" if shared else "unshared"] = (time.perf_counter() - start) / steps
-    return {"seconds_per_step_shared": timings["shared"], "seconds_per_step_unshared": timings["unshared"]}
+    output = work / f"pmp-{kind}-seed{seed}"
+    if not (output / "model" / "preference_model.json").is_file():
+        pairs = binary_pmp(data["pmp"]) if kind == "binary" else data["pmp"]
+        config = replace(
+            base, objective="ranked", steps=size["pmp_steps"], lr=size["pmp_lr"], output=str(output)
+        )
+        result = train(config, pairs)
+        (output / "pmp_loss.json").write_text(
+            json.dumps(
+                {"first3": statistics.fmean(result.losses[:3]), "last3": statistics.fmean(result.losses[-3:])}
+            )
+        )
+    return output / "model"
 
 
-def plot(records: list[dict[str, Any]], baselines: dict[str, float], hhh_pairs: int, path: Path) -> None:
+def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per condition: mean and spread over seeds, and the pooled Wilson interval, on both suites."""
+    from alignlab.prefs.hhh import wilson
+
+    rows = []
+    for condition in dict.fromkeys(r["condition"] for r in records):
+        runs = [r for r in records if r["condition"] == condition]
+        row: dict[str, Any] = {"condition": condition, "seeds": sorted(r["seed"] for r in runs)}
+        for key in ("hh_harmless", "hhh"):
+            overall = [overall_of(r, key) for r in runs]
+            accuracy = [o["accuracy"] for o in overall]
+            correct, total = sum(o["correct"] for o in overall), sum(o["n"] for o in overall)
+            row[key] = {
+                "mean": statistics.fmean(accuracy),
+                "sd": statistics.stdev(accuracy) if len(runs) > 1 else 0.0,
+                "per_seed": accuracy,
+                "pooled": correct / total,
+                "pooled_wilson95": wilson(correct, total),
+            }
+        rows.append(row)
+    return rows
+
+
+def overall_of(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """The all-pairs row of one run on ``key`` (``hh_harmless`` or ``hhh``)."""
+    if key == "hh_harmless":
+        return dict(record[key])
+    return dict(next(x for x in record[key] if x["subset"] == "all"))
+
+
+def plot(rows: list[dict[str, Any]], baselines: dict[str, float], hhh_pairs: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["condition"] for r in records]
+    names = [r["condition"] for r in rows]
+    seeds = len(rows[0]["seeds"])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     panels = ((axes[0], "hh_harmless", "HH harmless held-out"), (axes[1], "hhh", f"HHH ({hhh_pairs} pairs)"))
     lowest = 0.5
     for ax, key, title in panels:
-        rows = [
-            r[key] if key == "hh_harmless" else next(x for x in r[key] if x["subset"] == "all")
-            for r in records
-        ]
-        acc = [row["accuracy"] for row in rows]
-        below = [a - row["low"] for a, row in zip(acc, rows, strict=True)]
-        above = [row["high"] - a for a, row in zip(acc, rows, strict=True)]
-        lowest = min(lowest, *(row["low"] for row in rows))
-        ax.bar(range(len(names)), acc, yerr=[below, above], capsize=4, color="#4c72b0")
+        mean = [r[key]["mean"] for r in rows]
+        ax.bar(range(len(names)), mean, yerr=[r[key]["sd"] for r in rows], capsize=4, color="#4c72b0")
+        for i, row in enumerate(rows):
+            ax.scatter([i] * len(row[key]["per_seed"]), row[key]["per_seed"], color="black", s=10, zorder=3)
+            lowest = min(lowest, *row[key]["per_seed"])
         ax.axhline(0.5, color="grey", linestyle=":", label="chance")
         ax.axhline(baselines[key], color="#dd8452", linestyle="--", label="longer answer wins")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
         ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylim(max(0.0, lowest - 0.05), 0.9)
-    axes[0].set_ylabel("pairwise accuracy (95% Wilson CI)")
+    axes[0].set_ylabel(f"pairwise accuracy (mean ± sd, dots: {seeds} seeds)")
     fig.suptitle("Preference objectives and PMP at benchmark size (see prefs.json for the size)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def replot() -> None:
-    """Redraw prefs.png from prefs.json (first seed)."""
-    import json
-
+    """Redraw prefs.png from prefs.json."""
     record = json.loads((RESULTS / "prefs.json").read_text())
-    first = record["conditions"][0]["seed"]
-    hhh_pairs = next(r["n"] for r in record["conditions"][0]["hhh"] if r["subset"] == "all")
-    rows = [r for r in record["conditions"] if r["seed"] == first]
-    plot(rows, record["baselines"]["longer_answer_wins"], hhh_pairs, RESULTS / "prefs.png")
+    plot(
+        record["summary"],
+        record["baselines"]["longer_answer_wins"],
+        record["hhh_pairs"],
+        RESULTS / "prefs.png",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument("--data-dir", default="")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pmp-objectives", choices=["ranked", "all"], default="ranked")
+    parser.add_argument("--work", default="", help="folder for PMP models and results (default runs/...)")
+    parser.add_argument("--fresh", action="store_true", help="discard the results in --work first")
     parser.add_argument("--replot", action="store_true", help="only redraw prefs.png from prefs.json")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (on a busy 2-core machine 2 threads spin-wait)"
@@ -190,82 +246,74 @@ def main() -> None:
 
     from alignlab.prefs.data import data_root
     from alignlab.prefs.hhh import report
-    from alignlab.prefs.objectives import binary_pmp
-    from alignlab.prefs.train import TrainConfig, train
+    from alignlab.prefs.train import TrainConfig
 
     size = SIZES[args.size]
     data_dir = str(data_root(args.data_dir or None))
+    work = Path(args.work or f"runs/benchmarks/prefs-{args.size}")
+    results = open_work(
+        work, {**size, "pmp_objectives": args.pmp_objectives}, args.fresh, ("seed", "condition")
+    )
+    objectives = ("ranked", "binary", "imitation")
+    pmp_objectives = objectives if args.pmp_objectives == "all" else ("ranked",)
     started = time.perf_counter()
-    records: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="prefs-bench-") as tmp:
-        for seed in args.seeds:
-            data = load_data(data_dir, size, seed)
-            base = TrainConfig(
-                model="smollm2",
-                layers=size["layers"],
-                max_tokens=size["max_tokens"],
-                steps=size["steps"],
-                batch_size=size["batch_size"],
-                lr=size["lr"],
-                seed=seed,
-                checkpoint_every=0,
-                resume=False,
-            )
-            if seed == args.seeds[0]:
-                speed = shared_context_speed(base, data["train"])
-                print(f"shared-context speed: {speed}", flush=True)
-                shared = speed["seconds_per_step_shared"] <= speed["seconds_per_step_unshared"]
-            base = replace(base, shared_context=shared)
-            for objective in ("ranked", "binary", "imitation"):
-                config = replace(base, objective=objective, output=f"{tmp}/{seed}/{objective}")
-                records.append(
-                    {
-                        "seed": seed,
-                        "pmp": "none",
-                        **run_condition(f"{objective}", config, data["train"], data),
-                    }
-                )
-            for kind, pmp_data in (("ranked", data["pmp"]), ("binary", binary_pmp(data["pmp"]))):
-                pretrain = replace(
-                    base,
-                    objective="ranked",
-                    steps=size["pmp_steps"],
-                    lr=size["pmp_lr"],
-                    output=f"{tmp}/{seed}/pmp-{kind}",
-                )
-                first = train(pretrain, pmp_data)
-                objectives = (
-                    ("ranked", "binary", "imitation") if args.pmp_objectives == "all" else ("ranked",)
-                )
-                for objective in objectives:
-                    config = replace(
-                        base,
-                        model=str(first.output / "model"),
-                        layers=0,
-                        objective=objective,
-                        output=f"{tmp}/{seed}/{kind}-{objective}",
-                    )
-                    record = run_condition(f"{kind} PMP + {objective}", config, data["train"], data)
-                    record["pmp_loss_first3"] = sum(first.losses[:3]) / 3
-                    record["pmp_loss_last3"] = sum(first.losses[-3:]) / 3
-                    records.append({"seed": seed, "pmp": kind, **record})
-        zeros = lambda rs: [[0.0] * len(r.responses) for r in rs]  # noqa: E731
-        baselines = {
-            "hh_harmless": report("hh", "longer", data["test"], zeros(data["test"])).overall().longer_wins,
-            "hhh": report("hhh", "longer", data["hhh"], zeros(data["hhh"])).overall().longer_wins,
-        }
-    minutes = (time.perf_counter() - started) / 60
+    for seed in args.seeds:
+        data = load_data(data_dir, size, seed)
+        base = TrainConfig(
+            model="smollm2",
+            layers=size["layers"],
+            max_tokens=size["max_tokens"],
+            steps=size["steps"],
+            batch_size=size["batch_size"],
+            lr=size["lr"],
+            seed=seed,
+            checkpoint_every=max(1, size["steps"] // 4),
+            resume=True,
+        )
+        plan = [("none", objective) for objective in objectives]
+        plan += [(kind, objective) for kind in ("ranked", "binary") for objective in pmp_objectives]
+        for kind, objective in plan:
+            name = objective if kind == "none" else f"{kind} PMP + {objective}"
+            if results.key_of({"seed": seed, "condition": name}) in results:
+                continue
+            config = replace(base, objective=objective, output=str(work / f"seed{seed}-{kind}-{objective}"))
+            if kind != "none":
+                config = replace(config, model=str(pretrained(kind, seed, base, data, size, work)), layers=0)
+            record = run_condition(name, config, data["train"], data)
+            if kind != "none":
+                loss = json.loads((work / f"pmp-{kind}-seed{seed}" / "pmp_loss.json").read_text())
+                record["pmp_loss_first3"], record["pmp_loss_last3"] = loss["first3"], loss["last3"]
+                record["model"] = f"WORK/pmp-{kind}-seed{seed}/model"
+            results.append({"seed": seed, "pmp": kind, **record})
+    invocation = (time.perf_counter() - started) / 60
+    records = [r for r in results.records() if r["seed"] in args.seeds]
+    summary = summarise(records)
+    zeros = lambda rs: [[0.0] * len(r.responses) for r in rs]  # noqa: E731
+    baselines = {
+        "hh_harmless": report("hh", "longer", data["test"], zeros(data["test"])).overall().longer_wins,
+        "hhh": report("hhh", "longer", data["hhh"], zeros(data["hhh"])).overall().longer_wins,
+    }
+    print(f"\n{'condition':<22} {'HH mean':>8} {'sd':>6} {'HHH mean':>9} {'sd':>6}")
+    for row in summary:
+        hh, hhh = row["hh_harmless"], row["hhh"]
+        print(
+            f"{row['condition']:<22} {hh['mean']:>8.3f} {hh['sd']:>6.3f}"
+            f" {hhh['mean']:>9.3f} {hhh['sd']:>6.3f}"
+        )
     png = RESULTS / "prefs.png"
     RESULTS.mkdir(exist_ok=True)
     hhh_pairs = sum(len(r.pairs()) for r in data["hhh"])
-    plot([r for r in records if r["seed"] == args.seeds[0]], baselines, hhh_pairs, png)
+    plot(summary, baselines, hhh_pairs, png)
+    minutes = sum(r["train_seconds"] for r in records) / 60
+    layers = f"cut to its first {size['layers']} of 30 layers" if size["layers"] else "all 30 layers"
     described = (
-        f"SmolLM2-135M-Instruct cut to its first {size['layers']} of 30 layers, full fine-tuning, "
+        f"SmolLM2-135M-Instruct, {layers}, full fine-tuning, "
         f"{size['max_tokens']}-token sequences; {len(data['train'])} HH harmless train pairs, "
         f"{size['steps']} steps x {size['batch_size']} pairs at lr {size['lr']}; PMP: "
         f"{len(data['pmp'])} Stack Exchange pairs, {size['pmp_steps']} steps; evaluated on "
         f"{len(data['test'])} HH held-out pairs and {hhh_pairs} HHH pairs; "
-        f"seeds {args.seeds}; {args.threads} torch thread(s); {minutes:.1f} minutes on this machine"
+        f"seeds {args.seeds}; {args.threads} torch thread(s); "
+        f"{minutes:.1f} minutes of training on this machine"
     )
     write(
         "prefs",
@@ -273,15 +321,18 @@ def main() -> None:
             "size": args.size,
             "size_described": described,
             "settings": size,
-            "shared_context": speed,
             "split": "HH harmless-base test file split by SHA-256 of the first human turn, 20% held out",
             "baselines": {"longer_answer_wins": baselines, "chance": 0.5},
+            "hhh_pairs": hhh_pairs,
+            "summary": summary,
             "conditions": records,
             "plot": str(png.relative_to(RESULTS.parent)),
-            "minutes": minutes,
+            "minutes_training": minutes,
+            "minutes_this_invocation": invocation,
             "honesty": (
                 "Far below the paper's scale (models up to 52B, 100k+ pairs): few seeds, a truncated 135M "
-                "backbone and a few hundred pairs. Differences inside the confidence intervals are noise."
+                "backbone and a few hundred pairs. Differences inside the seed spread and the intervals "
+                "are noise."
             ),
         },
     )

@@ -6,10 +6,11 @@ both see the same tokens (context cut from the left to ``max_tokens``, an end-of
 after each response), in the same batches of the same order, float32, AdamW at the same
 constant learning rate, gradient clipping at 1.0, no gradient checkpointing, no evaluation,
 logging or checkpoints inside the timed steps. Ours is ``alignlab.prefs.train.train`` with the
-ranked objective; it computes each pair's context once for both responses (shared-context
-batching; ``unshared`` repeats it in both rows, as TRL does). TRL's rows are context + response;
-its pad token is set to ``<|endoftext|>`` because the tokenizer's default pad is the end token
-itself, where TRL would then not read the reward.
+ranked objective in each batch layout: ``packed`` (the default: each pair's context once, then
+both responses, pairs packed into rows with no padding between them), ``shared`` (contexts
+once, padded) and ``rows`` (context + response per row, padded, as TRL batches). TRL's rows
+are context + response; its pad token is set to ``<|endoftext|>`` because the tokenizer's
+default pad is the end token itself, where TRL would then not read the reward.
 
 A repeat loads a fresh model and times its steps after the first (warm-up); pairs/s is
 ``batch_size * (steps - 1)`` over that time, and each side's figure is the median over
@@ -18,7 +19,7 @@ the ratio is only meaningful within one run on one machine. The default size (8 
 256 tokens, 8 pairs per step) takes about 15 minutes with one torch thread on a busy two-core
 machine; ``--size full`` (all 30 layers, ~40 s per step here) about 40.
 
-    python benchmarks/prefs_throughput.py [--size smoke|default] [--threads 1] [--sides alignlab trl]
+    python benchmarks/prefs_throughput.py [--size smoke|default|full] [--threads 1] [--sides alignlab trl]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {"layers": 0, "max_tokens": 256, "batch_size": 8, "steps": 6, "repeats": 3, "pairs": 256},
 }
 LR = 1e-5
-SIDES = ("alignlab", "alignlab-unshared", "trl")
+SIDES = ("alignlab", "alignlab-shared", "alignlab-rows", "trl")
+LAYOUT_OF = {"alignlab": "packed", "alignlab-shared": "shared", "alignlab-rows": "rows"}
 GOAL = 1.5
 
 
@@ -66,6 +68,33 @@ def encode_pairs(rankings: list[Any], max_tokens: int) -> list[dict[str, list[in
     return rows
 
 
+def slots_computed(
+    rankings: list[Any], encoded: list[dict[str, Any]], timed: list[int], size: dict[str, Any]
+) -> dict[str, int]:
+    """Real tokens and the token slots (real + padding) each layout computes in the timed steps."""
+    from transformers import AutoTokenizer
+
+    from alignlab.prefs.batch import Encoder, collate, pack
+    from alignlab.prefs.model import backbone_path
+
+    tokenizer = AutoTokenizer.from_pretrained(backbone_path("smollm2"))
+    encoder = Encoder(tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), size["max_tokens"])
+    batch = size["batch_size"]
+    slots = {"real_context_once": 0, "real_rows": 0, "packed": 0, "shared": 0, "rows (as TRL)": 0}
+    for start in range(0, len(timed), batch):
+        step = [encoder.encode(rankings[i]) for i in timed[start : start + batch]]
+        rows = [
+            encoded[i][side] for i in timed[start : start + batch] for side in ("chosen_ids", "rejected_ids")
+        ]
+        slots["real_rows"] += sum(map(len, rows))
+        slots["real_context_once"] += sum(len(e.context) + sum(map(len, e.responses)) for e in step)
+        slots["packed"] += pack(step, 0).ids.numel()
+        shared = collate(step, 0, shared=True)
+        slots["shared"] += shared.context_ids.numel() + shared.ids.numel()
+        slots["rows (as TRL)"] += len(rows) * max(map(len, rows))
+    return slots
+
+
 def step_order(count: int, size: dict[str, Any], seed: int) -> list[int]:
     """The pair indices our training loop visits, in order: TRL is fed the same sequence."""
     from alignlab.prefs.train import step_indices
@@ -77,7 +106,7 @@ def pairs_per_second(stamps: list[float], batch_size: int) -> float:
     return batch_size * (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
-def run_alignlab(size: dict[str, Any], rankings: list[Any], shared: bool, seed: int) -> list[float]:
+def run_alignlab(size: dict[str, Any], rankings: list[Any], layout: str, seed: int) -> list[float]:
     """Step-end timestamps of ``alignlab.prefs.train.train`` (ranked objective)."""
     from alignlab.prefs.train import TrainConfig, train
 
@@ -91,7 +120,7 @@ def run_alignlab(size: dict[str, Any], rankings: list[Any], shared: bool, seed: 
             batch_size=size["batch_size"],
             lr=LR,
             seed=seed,
-            shared_context=shared,
+            layout=layout,
             objective="ranked",
             checkpoint_every=0,
             resume=False,
@@ -209,13 +238,7 @@ def main() -> None:
     encoded = encode_pairs(rankings, size["max_tokens"])
     order = step_order(len(encoded), size, args.seed)
     timed = order[size["batch_size"] :]  # the steps after the warm-up step
-    tokens = {
-        "trl": sum(len(encoded[i]["chosen_ids"]) + len(encoded[i]["rejected_ids"]) for i in timed),
-        "alignlab": sum(
-            len(encoded[i]["chosen_ids"]) + len(encoded[i]["rejected_ids"]) - encoded[i]["context"]
-            for i in timed
-        ),
-    }
+    tokens = slots_computed(rankings, encoded, timed, size)
     started = time.perf_counter()
     per_repeat: dict[str, list[float]] = {side: [] for side in args.sides}
     steps: dict[str, list[list[float]]] = {side: [] for side in args.sides}
@@ -224,7 +247,7 @@ def main() -> None:
             if side == "trl":
                 stamps = run_trl(size, encoded, args.seed)
             else:
-                stamps = run_alignlab(size, rankings, side == "alignlab", args.seed)
+                stamps = run_alignlab(size, rankings, LAYOUT_OF[side], args.seed)
             rate = pairs_per_second(stamps, size["batch_size"])
             per_repeat[side].append(rate)
             steps[side].append([b - a for a, b in itertools.pairwise(stamps)])
@@ -258,7 +281,7 @@ def main() -> None:
             "pairs_per_second": summary,
             "pairs_per_second_repeats": per_repeat,
             "step_seconds": steps,
-            "tokens_computed_in_timed_steps": tokens,
+            "token_slots_in_timed_steps": tokens,
             "ratio": ratio,
             "goal_ratio": GOAL,
             "meets_goal": ratio is not None and ratio >= GOAL,

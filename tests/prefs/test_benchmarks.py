@@ -7,6 +7,7 @@ the resumable ones are checked to skip finished work when run again.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -19,10 +20,21 @@ pytestmark = pytest.mark.slow
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _run(name: str, monkeypatch: pytest.MonkeyPatch, results: Path, *argv: str) -> dict[str, Any]:
+def bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``benchmarks/NAME.py`` as module ``bench_NAME`` (``prefs`` is also this test package's name)."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
+    if f"bench_{name}" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, f"bench_{name}", module)
+        spec.loader.exec_module(module)
+    return sys.modules[f"bench_{name}"]
+
+
+def _run(name: str, monkeypatch: pytest.MonkeyPatch, results: Path, *argv: str) -> dict[str, Any]:
+    module = bench_module(name, monkeypatch)
     common = importlib.import_module("common")
-    module = importlib.import_module(name)
     monkeypatch.setattr(common, "RESULTS", results)
     monkeypatch.setattr(module, "RESULTS", results)
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
@@ -34,19 +46,26 @@ def _run(name: str, monkeypatch: pytest.MonkeyPatch, results: Path, *argv: str) 
     return record
 
 
+def _smoke(data: Path, work: Path, *seeds: int) -> tuple[str, ...]:
+    return ("--size", "smoke", "--seeds", *map(str, seeds), "--data-dir", str(data), "--work", str(work))
+
+
+def _rerun_without_training(
+    name: str, trainer: str, monkeypatch: pytest.MonkeyPatch, results: Path, argv: tuple[str, ...]
+) -> dict[str, Any]:
+    """Run the benchmark again with its training function replaced by one that fails if called."""
+
+    def no_training(*args: Any) -> dict[str, Any]:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(bench_module(name, monkeypatch), trainer, no_training)
+    return _run(name, monkeypatch, results, *argv)
+
+
 def test_pmp_sample_efficiency_smoke_runs_and_resumes(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    argv = (
-        "--size",
-        "smoke",
-        "--seeds",
-        "0",
-        "--data-dir",
-        str(shared_data),
-        "--work",
-        str(tmp_path / "work"),
-    )
+    argv = _smoke(shared_data, tmp_path / "work", 0)
     record = _run("prefs_pmp", monkeypatch, tmp_path / "results", *argv)
     assert {(r["condition"], r["pairs"]) for r in record["runs"]} == {
         (c, n) for c in ("none", "ranked", "binary") for n in (8, 16)
@@ -55,14 +74,28 @@ def test_pmp_sample_efficiency_smoke_runs_and_resumes(
     assert "within noise" in record["honesty"]
     assert {(r["kind"], r["seed"]) for r in record["pmp"]} == {("ranked", 0), ("binary", 0)}
 
-    module = sys.modules["prefs_pmp"]
-
-    def no_training(*args: Any) -> dict[str, Any]:
-        raise AssertionError("a finished run was trained again")
-
-    monkeypatch.setattr(module, "fine_tune", no_training)
-    again = _run("prefs_pmp", monkeypatch, tmp_path / "results", *argv)
+    again = _rerun_without_training("prefs_pmp", "fine_tune", monkeypatch, tmp_path / "results", argv)
     assert again["runs"] == record["runs"]
+
+
+def test_objectives_benchmark_smoke_summarises_seeds_and_resumes(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = _smoke(shared_data, tmp_path / "work", 0, 1)
+    record = _run("prefs", monkeypatch, tmp_path / "results", *argv)
+    names = ["ranked", "binary", "imitation", "ranked PMP + ranked", "binary PMP + ranked"]
+    assert [row["condition"] for row in record["summary"]] == names
+    assert sorted((r["seed"], r["condition"]) for r in record["conditions"]) == sorted(
+        (seed, name) for seed in (0, 1) for name in names
+    )
+    for row in record["summary"]:
+        per_seed = row["hh_harmless"]["per_seed"]
+        assert len(per_seed) == 2 and row["hh_harmless"]["mean"] == pytest.approx(sum(per_seed) / 2)
+        low, high = row["hhh"]["pooled_wilson95"]
+        assert low <= row["hhh"]["pooled"] <= high
+
+    again = _rerun_without_training("prefs", "run_condition", monkeypatch, tmp_path / "results", argv)
+    assert again["summary"] == record["summary"]
 
 
 def test_distill_smoke_moves_the_student_towards_the_teacher(
@@ -84,5 +117,7 @@ def test_throughput_smoke_times_both_trainers(
     rates = record["pairs_per_second"]
     assert set(rates) == {"alignlab", "trl"} and min(rates.values()) > 0
     assert record["ratio"] == pytest.approx(rates["alignlab"] / rates["trl"])
-    tokens = record["tokens_computed_in_timed_steps"]
-    assert tokens["alignlab"] < tokens["trl"]  # the shared context is computed once per pair
+    slots = record["token_slots_in_timed_steps"]
+    # Packing computes each context once and little padding: between the real tokens and TRL's rows.
+    assert slots["real_context_once"] <= slots["packed"] < slots["rows (as TRL)"]
+    assert slots["real_context_once"] < slots["real_rows"] <= slots["rows (as TRL)"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from alignlab.errors import ConfigError
-from alignlab.prefs.batch import Encoder
+from alignlab.prefs.batch import LAYOUTS, Batch, Encoder, Packed
 from alignlab.prefs.data import Ranking, pair
 
 
@@ -18,15 +18,15 @@ def _max_gap(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 @pytest.mark.parametrize("score_with", ["value", "likelihood"])
-def test_scores_do_not_depend_on_batch_size_padding_side_or_sharing(
+def test_scores_do_not_depend_on_batch_size_padding_side_or_layout(
     make_pm: Any, mixed: list[Ranking], score_with: str
 ) -> None:
     pm = make_pm(score_with=score_with)
-    alone = pm.score(mixed, batch_size=1, shared=False, padding_side="right")
+    alone = pm.score(mixed, batch_size=1, layout="rows", padding_side="right")
     assert len({round(s, 4) for row in alone for s in row}) > 3, "scores should differ between responses"
-    for batch_size, shared, side in itertools.product((1, 2, 3), (True, False), ("left", "right")):
-        scores = pm.score(mixed, batch_size=batch_size, shared=shared, padding_side=side)
-        assert _max_gap(scores, alone) < 1e-5, (batch_size, shared, side)
+    for batch_size, layout, side in itertools.product((1, 2, 3), LAYOUTS, ("left", "right")):
+        scores = pm.score(mixed, batch_size=batch_size, layout=layout, padding_side=side)
+        assert _max_gap(scores, alone) < 1e-5, (batch_size, layout, side)
 
 
 def test_likelihood_is_the_mean_token_logprob_of_the_response(make_pm: Any, mixed: list[Ranking]) -> None:
@@ -46,7 +46,8 @@ def test_the_score_is_read_at_the_end_token(make_pm: Any, mixed: list[Ranking]) 
     import torch
 
     pm = make_pm()
-    batch = pm.batch(mixed, shared=False, padding_side="left")
+    batch = pm.batch(mixed, layout="rows", padding_side="left")
+    assert isinstance(batch, Batch)
     rows = torch.arange(batch.ids.shape[0])
     assert (batch.ids[rows, batch.end_index] == pm.end_id).all()
     assert not (batch.ids[batch.mask.bool()] == pm.pad_id).any()
@@ -54,6 +55,33 @@ def test_the_score_is_read_at_the_end_token(make_pm: Any, mixed: list[Ranking]) 
     plain = pm.forward(batch).scores
     batch.ids[rows, batch.end_index] = pm.pad_id
     assert not torch.allclose(pm.forward(batch).scores, plain)
+
+
+def test_packing_keeps_units_apart_and_reads_every_end_token(make_pm: Any, mixed: list[Ranking]) -> None:
+    import torch
+
+    pm = make_pm()
+    batch = pm.batch(mixed * 2, layout="packed")
+    assert isinstance(batch, Packed)
+    assert (batch.ids.flatten()[batch.end_at] == pm.end_id).all()
+    width = batch.ids.shape[1]
+    longest = max(len(e.context) + sum(map(len, e.responses)) for e in map(pm.encoder.encode, mixed))
+    assert width == longest and batch.ids.shape[0] < 6, "units share rows and rows are as wide as the longest"
+    # Each context is there once: the real tokens are exactly contexts + responses.
+    real = sum(len(e.context) + sum(map(len, e.responses)) for e in map(pm.encoder.encode, mixed * 2))
+    assert int((batch.ids != pm.pad_id).sum()) == real
+    allowed = batch.allowed[:, 0]
+    # A response never sees a sibling: the first ranking's second response ignores its first one.
+    first, second = (int(i) for i in batch.end_at[:2])
+    row, col = divmod(second, width)
+    starts = torch.nonzero(allowed[row, col]).flatten()
+    assert first % width not in starts.tolist()
+    # Changing another unit's tokens leaves a score unchanged; changing its own end token does not.
+    plain = pm.forward(batch).scores
+    other = batch.end_at[8]  # the second response of the first ranking's second copy
+    batch.ids.view(-1)[other] = pm.pad_id
+    changed = pm.forward(batch).scores
+    assert torch.allclose(changed[:8], plain[:8], atol=1e-6) and not torch.allclose(changed, plain)
 
 
 def test_a_pad_token_equal_to_the_end_token_is_an_error(make_pm: Any) -> None:
@@ -98,8 +126,8 @@ def test_the_embedded_model_scores_consistently(mixed: list[Ranking]) -> None:
 
     pm = PreferenceModel.build(ModelConfig(layers=2, max_tokens=64))
     assert pm.end_id != pm.pad_id and pm.tokenizer.pad_token == pm.end_token, "smollm2 pads with its eos"
-    alone = pm.score(mixed, batch_size=1, shared=False)
-    for shared, side in itertools.product((True, False), ("left", "right")):
-        assert _max_gap(pm.score(mixed, batch_size=3, shared=shared, padding_side=side), alone) < 1e-4
+    alone = pm.score(mixed, batch_size=1, layout="rows")
+    for layout, side in itertools.product(LAYOUTS, ("left", "right")):
+        assert _max_gap(pm.score(mixed, batch_size=3, layout=layout, padding_side=side), alone) < 1e-4
     with pytest.raises(ConfigError):
         PreferenceModel(pm.lm, pm.tokenizer, end_token="<|im_end|>", pad_token=pm.tokenizer.pad_token)

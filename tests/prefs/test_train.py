@@ -32,7 +32,13 @@ def test_each_objective_changes_the_weights_and_lowers_its_loss(
 ) -> None:
     initial = _weights(make_pm())
     result = train(
-        _config(tiny_model_dir, tmp_path, objective=objective, shared_context=objective != "binary"), pairs
+        _config(
+            tiny_model_dir,
+            tmp_path,
+            objective=objective,
+            layout="shared" if objective == "binary" else "packed",
+        ),
+        pairs,
     )
     assert len(result.losses) == 12
     assert sum(result.losses[-3:]) / 3 < 0.8 * sum(result.losses[:3]) / 3

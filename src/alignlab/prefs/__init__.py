@@ -5,7 +5,7 @@ Modules, imported on use (nothing is imported here):
 
 * ``data``: rankings from HH-RLHF, BIG-bench hhh_alignment, Stack Exchange and JSON Lines;
   deterministic hash splits; ``stackexchange``: ``Posts.xml`` dumps scored by the paper's rule;
-* ``batch``: tokenising with counted truncation, shared-context batches;
+* ``batch``: tokenising with counted truncation; packed, shared-context and padded batches;
 * ``model``: the preference model (causal LM + scalar head at an end-of-context token);
 * ``objectives``: ranked, binary and imitation losses by name, and the PMP transforms;
 * ``train``: training through accelerate with checkpoints, resume and optional LoRA;

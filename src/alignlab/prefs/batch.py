@@ -1,18 +1,23 @@
-"""Rankings to tensors: tokenising, counted truncation, and shared-context batches.
+"""Rankings to tensors: tokenising, counted truncation, and three batch layouts.
 
 Every response is followed by an explicit end-of-context token, where the preference
-model reads its score. A batch holds each ranking's context once (left-padded) and its
-responses as rows of their own that refer back to the context row: the model computes the
-context once and attends to its cached keys and values from every response
-(shared-context batching). With ``shared=False`` each row carries its whole
-context + response instead, padded on either side, which is how the scores are checked to
-be independent of batching and padding.
+model reads its score. The layouts give the same scores (tested) at different cost:
+
+* ``packed`` (the default): each ranking is one unit, its context once and then every
+  response, and units are packed side by side into rows with no padding between them. An
+  attention mask lets each response see its own context and itself, never a sibling or
+  another unit; position ids restart per sequence. The context is computed once for all K
+  responses and almost no padding is computed (see :func:`pack`).
+* ``shared``: each context once (left-padded) in a context batch; responses are rows of their
+  own that attend to their context's cached keys and values.
+* ``rows``: each row carries its whole context + response, padded on either side, the way
+  most trainers batch; it is how the others are checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from alignlab.prefs.data import Ranking
@@ -21,6 +26,8 @@ if TYPE_CHECKING:
     import torch
 
 PaddingSide = Literal["left", "right"]
+Layout = Literal["packed", "shared", "rows"]
+LAYOUTS: tuple[Layout, ...] = ("packed", "shared", "rows")
 
 
 @dataclass
@@ -121,11 +128,9 @@ class Batch:
 
     def to(self, device: Any) -> Batch:
         """The same batch on ``device``."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name, value in moved.items():
-            if name != "spans":
-                moved[name] = value.to(device)
-        return Batch(**moved)
+        return replace(
+            self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "spans"}
+        )
 
 
 def collate(
@@ -148,13 +153,7 @@ def collate(
     rows: list[list[int]] = []
     targets: list[list[bool]] = []
     owner: list[int] = []
-    spans: list[tuple[int, int]] = []
-    pairs: list[tuple[int, int]] = []
-    labelled: list[tuple[int, float]] = []
-    best: list[int] = []
     for b, item in enumerate(encoded):
-        first = len(rows)
-        spans.append((first, len(item.responses)))
         prefix = [] if shared else item.context
         # A response's first token is a target only if some context precedes it to predict it from.
         lead = bool(item.context)
@@ -163,11 +162,6 @@ def collate(
             marks = [*[lead, *[True] * (len(response) - 2)][: len(response) - 1], False]
             targets.append([False] * len(prefix) + marks)
             owner.append(b if shared else len(rows) - 1)
-        ranking = item.ranking
-        pairs += [(first + w, first + lose) for w, lose in ranking.pairs()]
-        top = set(ranking.best())
-        labelled += [(first + i, float(i in top)) for i in range(len(item.responses))]
-        best += [first + i for i in sorted(top)]
     contexts = [e.context for e in encoded] if shared else []
     context_ids, context_mask = _pad(contexts, pad_id, "left")
     ids, mask = _pad(rows, pad_id, padding_side)
@@ -182,12 +176,34 @@ def collate(
         owner=torch.tensor(owner, dtype=torch.long),
         end_index=torch.tensor(ends, dtype=torch.long),
         target=target.bool(),
-        pairs=torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
-        labelled=torch.tensor([i for i, _ in labelled], dtype=torch.long),
-        labels=torch.tensor([y for _, y in labelled], dtype=torch.float32),
-        best=torch.tensor(best, dtype=torch.long),
-        spans=spans,
+        **_labels(encoded),
     )
+
+
+def _labels(encoded: Sequence[Encoded]) -> dict[str, Any]:
+    """What the objectives read, over responses numbered in input order: pairs, labels, bests, spans."""
+    import torch
+
+    spans: list[tuple[int, int]] = []
+    pairs: list[tuple[int, int]] = []
+    labelled: list[tuple[int, float]] = []
+    best: list[int] = []
+    first = 0
+    for item in encoded:
+        ranking = item.ranking
+        spans.append((first, len(item.responses)))
+        pairs += [(first + w, first + lose) for w, lose in ranking.pairs()]
+        top = set(ranking.best())
+        labelled += [(first + i, float(i in top)) for i in range(len(item.responses))]
+        best += [first + i for i in sorted(top)]
+        first += len(item.responses)
+    return {
+        "pairs": torch.tensor(pairs, dtype=torch.long).reshape(-1, 2),
+        "labelled": torch.tensor([i for i, _ in labelled], dtype=torch.long),
+        "labels": torch.tensor([y for _, y in labelled], dtype=torch.float32),
+        "best": torch.tensor(best, dtype=torch.long),
+        "spans": spans,
+    }
 
 
 def _pad(rows: Sequence[list[int]], value: int, side: PaddingSide) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,3 +219,113 @@ def _pad(rows: Sequence[list[int]], value: int, side: PaddingSide) -> tuple[torc
         ids[i, span] = torch.tensor(row, dtype=torch.long)
         mask[i, span] = 1
     return ids, mask
+
+
+@dataclass
+class Packed:
+    """Rankings packed into rows without padding between them; responses are numbered in input order.
+
+    Attributes:
+        ids, positions: ``(R, W)`` token ids and position ids (restarting for every sequence).
+        allowed: ``(R, 1, W, W)`` which key each query may attend to (its own unit's context,
+            its own response up to itself; a padding slot only to itself).
+        end_at: ``(N,)`` flat index (into ``R * W``) of each response's end-of-context token.
+        target_at, before_at, target_row: ``(T,)`` flat index of every response token that is
+            a likelihood target, of the token that predicts it, and which response it belongs to.
+        token_count: ``(N,)`` likelihood targets per response.
+        pairs, labelled, labels, best, spans: as in :class:`Batch`.
+    """
+
+    ids: torch.Tensor
+    positions: torch.Tensor
+    allowed: torch.Tensor
+    end_at: torch.Tensor
+    target_at: torch.Tensor
+    before_at: torch.Tensor
+    target_row: torch.Tensor
+    token_count: torch.Tensor
+    pairs: torch.Tensor
+    labelled: torch.Tensor
+    labels: torch.Tensor
+    best: torch.Tensor
+    spans: list[tuple[int, int]]
+
+    def to(self, device: Any) -> Packed:
+        """The same batch on ``device``."""
+        return replace(
+            self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "spans"}
+        )
+
+
+def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
+    """Pack rankings into as few rows as fit, first-fit by decreasing length.
+
+    The row width is the longest unit (a context plus all its responses), so attention costs
+    rows x width^2 while the linear layers see only real tokens and the slack at row ends.
+    """
+    import torch
+
+    units = [len(e.context) + sum(len(r) for r in e.responses) for e in encoded]
+    width = max(units, default=0)
+    rows: list[list[int]] = []  # unit indices per row
+    room: list[int] = []
+    for u in sorted(range(len(encoded)), key=lambda i: -units[i]):
+        row = next((i for i, free in enumerate(room) if free >= units[u]), None)
+        if row is None:
+            rows.append([])
+            room.append(width)
+            row = len(rows) - 1
+        rows[row].append(u)
+        room[row] -= units[u]
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    unit_of = torch.full((len(rows), width), -1, dtype=torch.long)
+    branch = torch.zeros((len(rows), width), dtype=torch.long)  # 0 = context, i + 1 = response i
+    end_at, target_at, before_at, target_row, count = {}, [], [], [], {}
+    first_response = [0] * len(encoded)
+    for b, e in enumerate(encoded[:-1]):
+        first_response[b + 1] = first_response[b] + len(e.responses)
+    for r, members in enumerate(rows):
+        at = 0
+        for u in members:
+            item = encoded[u]
+            c = len(item.context)
+            ids[r, at : at + c] = torch.tensor(item.context, dtype=torch.long)
+            positions[r, at : at + c] = torch.arange(c)
+            unit_of[r, at : at + c] = u
+            start = at + c
+            for i, response in enumerate(item.responses):
+                n, row_id = len(response), first_response[u] + i
+                span = slice(start, start + n)
+                ids[r, span] = torch.tensor(response, dtype=torch.long)
+                positions[r, span] = torch.arange(c, c + n)
+                unit_of[r, span] = u
+                branch[r, span] = i + 1
+                end_at[row_id] = r * width + start + n - 1
+                # Token j is predicted from token j - 1, the first from the context's last (if any).
+                first = 0 if c else 1
+                targets = list(range(first, n - 1))
+                target_at += [r * width + start + j for j in targets]
+                before_at += [r * width + (start + j - 1 if j else at + c - 1) for j in targets]
+                target_row += [row_id] * len(targets)
+                count[row_id] = len(targets)
+                start += n
+            at = start
+    same_unit = (unit_of[:, :, None] == unit_of[:, None, :]) & (unit_of[:, :, None] >= 0)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    sees = (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
+    pad = torch.eye(width, dtype=torch.bool) & (unit_of[:, :, None] < 0)
+    allowed = (same_unit & causal & sees) | pad
+    total = first_response[-1] + len(encoded[-1].responses) if encoded else 0
+    labels = _labels(encoded)
+    return Packed(
+        ids=ids,
+        positions=positions,
+        allowed=allowed[:, None],
+        end_at=torch.tensor([end_at[i] for i in range(total)], dtype=torch.long),
+        target_at=torch.tensor(target_at, dtype=torch.long),
+        before_at=torch.tensor(before_at, dtype=torch.long),
+        target_row=torch.tensor(target_row, dtype=torch.long),
+        token_count=torch.tensor([count[i] for i in range(total)], dtype=torch.long),
+        **labels,
+    )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alignlab.core.config import option
 from alignlab.errors import ConfigError, DependencyError, ModelNotFoundError
-from alignlab.prefs.batch import Batch, Encoder, PaddingSide, collate
+from alignlab.prefs.batch import Batch, Encoder, Layout, Packed, PaddingSide, collate, pack
 from alignlab.prefs.data import Ranking
 
 if TYPE_CHECKING:
@@ -208,14 +208,24 @@ class PreferenceModel:
     # -- computing --------------------------------------------------------------------
 
     def batch(
-        self, rankings: Sequence[Ranking], *, shared: bool = True, padding_side: PaddingSide = "right"
-    ) -> Batch:
-        """Tokenise and collate ``rankings`` (truncation is counted in ``self.encoder.truncation``)."""
-        encoded = [self.encoder.encode(r) for r in rankings]
-        return collate(encoded, self.pad_id, shared=shared, padding_side=padding_side)
+        self, rankings: Sequence[Ranking], *, layout: Layout = "packed", padding_side: PaddingSide = "right"
+    ) -> Batch | Packed:
+        """Tokenise and lay out ``rankings`` (truncation is counted in ``self.encoder.truncation``).
 
-    def forward(self, batch: Batch, *, likelihood: bool = False) -> Output:
-        """Scores of every response row; with ``likelihood``, also their token log-probabilities."""
+        ``padding_side`` applies to the ``shared`` and ``rows`` layouts; ``packed`` has no padding
+        between sequences.
+        """
+        encoded = [self.encoder.encode(r) for r in rankings]
+        if layout == "packed":
+            return pack(encoded, self.pad_id)
+        if layout not in ("shared", "rows"):
+            raise ConfigError(f"unknown batch layout {layout!r}: packed, shared or rows")
+        return collate(encoded, self.pad_id, shared=layout == "shared", padding_side=padding_side)
+
+    def forward(self, batch: Batch | Packed, *, likelihood: bool = False) -> Output:
+        """Scores of every response; with ``likelihood``, also their token log-probabilities."""
+        if isinstance(batch, Packed):
+            return self._forward_packed(batch, likelihood)
         torch = import_torch()
         from transformers import DynamicCache
 
@@ -263,18 +273,36 @@ class PreferenceModel:
         total = torch.zeros(n, device=hidden.device).index_add(0, row_of, token_lp)
         return Output(scores, total, batch.target.sum(dim=1))
 
+    def _forward_packed(self, batch: Packed, likelihood: bool) -> Output:
+        torch = import_torch()
+        decoder = self.lm.get_decoder()
+        dtype = next(decoder.parameters()).dtype
+        # An additive mask (0 where allowed) works with every attention implementation.
+        mask = torch.zeros(batch.allowed.shape, dtype=dtype, device=batch.ids.device)
+        mask = mask.masked_fill(~batch.allowed, torch.finfo(dtype).min)
+        out = decoder(input_ids=batch.ids, attention_mask=mask, position_ids=batch.positions, use_cache=False)
+        hidden = out.last_hidden_state.flatten(0, 1)
+        scores = self.head(hidden[batch.end_at]).squeeze(-1)
+        if not likelihood:
+            return Output(scores)
+        logits = self.lm.get_output_embeddings()(hidden[batch.before_at]).float()
+        targets = batch.ids.flatten()[batch.target_at]
+        token_lp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None]).squeeze(1)
+        total = torch.zeros(len(batch.end_at), device=hidden.device).index_add(0, batch.target_row, token_lp)
+        return Output(scores, total, batch.token_count)
+
     def score(
         self,
         rankings: Sequence[Ranking],
         *,
         batch_size: int = 8,
-        shared: bool = True,
+        layout: Layout = "packed",
         padding_side: PaddingSide = "right",
     ) -> list[list[float]]:
         """The score of every response of every ranking, in input order (no gradients).
 
         Scores come from the head, or with ``score_with == "likelihood"`` are mean response
-        log-probabilities; they do not depend on ``batch_size``, ``shared`` or ``padding_side``.
+        log-probabilities; they do not depend on ``batch_size``, ``layout`` or ``padding_side``.
         """
         torch = import_torch()
         was_training = self.lm.training
@@ -285,7 +313,7 @@ class PreferenceModel:
             with torch.no_grad():
                 for start in range(0, len(rankings), batch_size):
                     batch = self.batch(
-                        rankings[start : start + batch_size], shared=shared, padding_side=padding_side
+                        rankings[start : start + batch_size], layout=layout, padding_side=padding_side
                     )
                     out = self.forward(batch.to(self.device), likelihood=self.score_with == "likelihood")
                     values = out.scores
