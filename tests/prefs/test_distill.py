@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,63 @@ def test_distillation_brings_the_student_closer_to_the_prompted_teacher(
     assert (tmp_path / "out" / "model" / "config.json").is_file() and (
         tmp_path / "out" / "distill.json"
     ).is_file()
+
+
+def test_an_interrupted_distillation_resumes_to_the_same_weights(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    texts = [f"\n\nHuman: {' '.join(WORDS[i : i + 6])}" for i in range(12)]
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("paris is the capital.")
+
+    def fresh() -> tuple[Any, Any]:
+        return AutoModelForCausalLM.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(
+            tiny_model_dir
+        )
+
+    def settings(output: str) -> DistillConfig:
+        return DistillConfig(
+            prompt=str(prompt),
+            held_out=2,
+            top_k=8,
+            steps=6,
+            batch_size=2,
+            lr=3e-3,
+            output=output,
+            checkpoint_every=2,
+        )
+
+    whole = distill(settings(str(tmp_path / "whole")), texts, model=fresh())
+
+    class Stop(Exception):
+        pass
+
+    def crash(step: int, loss: float) -> None:
+        if step == 5:
+            raise Stop
+
+    cut = str(tmp_path / "cut")
+    with pytest.raises(Stop):
+        distill(settings(cut), texts, model=fresh(), on_step=crash)
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file() and (tmp_path / "cut" / "teacher.pt").is_file()
+    seen: list[int] = []
+    resumed = distill(settings(cut), texts, model=fresh(), on_step=lambda step, loss: seen.append(step))
+    assert seen == [5, 6], "steps 1-4 came from the checkpoint"
+    assert resumed.losses == pytest.approx(whole.losses) and resumed.kl_before == whole.kl_before
+    for (name, a), b in zip(
+        whole.student.state_dict().items(), resumed.student.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert not (tmp_path / "cut" / "checkpoint.pt").exists(), "a finished run drops its checkpoint"
+    # Other settings start afresh instead of resuming someone else's student.
+    other = str(tmp_path / "other")
+    with pytest.raises(Stop):
+        distill(settings(other), texts, model=fresh(), on_step=crash)
+    seen.clear()
+    distill(
+        replace(settings(other), lr=1e-3), texts, model=fresh(), on_step=lambda step, loss: seen.append(step)
+    )
+    assert seen == [1, 2, 3, 4, 5, 6]

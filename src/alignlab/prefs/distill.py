@@ -6,6 +6,11 @@ cached as their top-k log-probabilities; then the student is trained to match th
 minimising, at every position, ``KL(teacher || student)`` over the teacher's top k tokens
 and one bucket holding the rest of the probability. Askell et al. (2021) found the distilled model
 behaves like the prompted one at no prompt cost.
+
+A run keeps the teacher cache and, every ``checkpoint_every`` steps, the student and its
+optimiser in ``output``; rerunning the same settings on the same texts picks up there and ends
+with the same weights as a run that never stopped (the data order is a function of seed and
+step). Other settings or texts start afresh.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ class DistillConfig:
     layers: int = option(0, "keep only the first N transformer layers (0 = all)")
     seed: int = option(0, "seed of the data order")
     output: str = option("runs/prefs-distill", "folder for the distilled model and distill.json")
+    checkpoint_every: int = option(50, "save the student and optimiser every N steps (0 = only at the end)")
+    resume: bool = option(True, "reuse the cached teacher and resume from the checkpoint in --output")
 
 
 @dataclass(frozen=True)
@@ -187,15 +194,33 @@ def distill(
 
     texts = list(texts) if texts is not None else corpus(config)
     lm, tokenizer = model if model is not None else load_lm(config.model, config.layers)
-    lm.eval()
     prompt = load_prompt(config.prompt or None)
-    targets = teacher_targets(lm, tokenizer, prompt, texts, config.top_k, config.max_tokens)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    run = _run_key(config, prompt, texts)
+    lm.eval()
+    cached = _load_state(output / TEACHER_FILE, run) if config.resume else None
+    if cached is None:
+        targets = teacher_targets(lm, tokenizer, prompt, texts, config.top_k, config.max_tokens)
+        kl_before = kl_to_teacher(lm, targets[: config.held_out])
+        columns = {name: [getattr(t, name) for t in targets] for name in ("ids", "top_ids", "top_logprobs")}
+        _save_state(output / TEACHER_FILE, {"run": run, "kl_before": kl_before, **columns})
+    else:
+        kl_before = cached["kl_before"]
+        targets = [
+            TeacherTargets(*row)
+            for row in zip(cached["ids"], cached["top_ids"], cached["top_logprobs"], strict=True)
+        ]
     held, train_targets = targets[: config.held_out], targets[config.held_out :]
-    kl_before = kl_to_teacher(lm, held)
-    optimizer = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=config.lr)
-    losses = []
+    optimizer = torch.optim.AdamW([p for p in lm.parameters() if p.requires_grad], lr=config.lr, fused=True)
+    losses: list[float] = []
+    checkpoint = _load_state(output / CHECKPOINT_FILE, run) if config.resume else None
+    if checkpoint is not None:
+        lm.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        losses = list(checkpoint["losses"])
     lm.train()
-    for step in range(config.steps):
+    for step in range(len(losses), config.steps):
         chosen = [
             train_targets[i] for i in step_indices(len(train_targets), step, config.batch_size, config.seed)
         ]
@@ -205,13 +230,47 @@ def distill(
         optimizer.step()
         optimizer.zero_grad()
         losses.append(float(loss.detach()))
+        if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            state = {"model": lm.state_dict(), "optimizer": optimizer.state_dict(), "losses": losses}
+            _save_state(output / CHECKPOINT_FILE, {"run": run, **state})
         if on_step is not None:
             on_step(step + 1, losses[-1])
     lm.eval()
     kl_after = kl_to_teacher(lm, held)
-    output = Path(config.output)
     lm.save_pretrained(output / "model")
     tokenizer.save_pretrained(output / "model")
     summary = {"kl_before": kl_before, "kl_after": kl_after, "losses": losses, "config": dump_config(config)}
     (output / "distill.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output / CHECKPOINT_FILE).unlink(missing_ok=True)
     return DistillResult(kl_before, kl_after, losses, output, lm)
+
+
+TEACHER_FILE = "teacher.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _run_key(config: DistillConfig, prompt: str, texts: Sequence[str]) -> str:
+    """What a cached teacher or a checkpoint must match: every setting but where and how often to save."""
+    from dataclasses import replace
+
+    from alignlab.core.provenance import hash_records
+
+    settings = dump_config(replace(config, output="", checkpoint_every=0, resume=True))
+    return hash_records([settings, prompt, *texts])
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write beside ``path`` and then rename, so a crash mid-write leaves the previous file whole."""
+    torch = import_torch()
+    temp = path.with_suffix(".tmp")
+    torch.save(state, temp)
+    temp.replace(path)
+
+
+def _load_state(path: Path, run: str) -> dict[str, Any] | None:
+    """The state saved at ``path`` if it belongs to this run, else None."""
+    torch = import_torch()
+    if not path.is_file():
+        return None
+    state: dict[str, Any] = torch.load(path, weights_only=True)  # tensors and plain values only
+    return state if state.get("run") == run else None
