@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from alignlab.errors import ContextLengthError
-from alignlab.models.base import SamplingParams
+from alignlab.models.base import Request, SamplingParams
 
 PROMPTS = ["hello world", "the quick brown fox jumps over", "what is the capital"]
 
@@ -82,6 +82,43 @@ def test_sampling_is_seeded(tiny_backend: Any) -> None:
         [PROMPTS[0]], SamplingParams(max_new_tokens=15, temperature=1.0, top_p=1e-6, seed=3)
     )
     assert narrow.token_ids == greedy.token_ids
+
+
+def test_requests_joining_a_running_batch_decode_as_if_alone(tiny_backend: Any) -> None:
+    params = SamplingParams(max_new_tokens=10)
+    alone = {i: list(tiny_backend.stream(p, params, hidden_states=True)) for i, p in enumerate(PROMPTS)}
+    polls = 0
+
+    def admit() -> list[Request]:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            return [Request(0, PROMPTS[0], params)]
+        if polls == 4:  # two more arrive after three steps: one longer prompt, one too long to run
+            return [
+                Request(1, PROMPTS[1], params),
+                Request("long", "fox " * 200, params),
+                Request(2, PROMPTS[2], params),
+            ]
+        return []
+
+    events = list(tiny_backend.stream_continuous(admit, hidden_states=True))
+    (refused,) = [e for key, e in events if key == "long"]
+    assert isinstance(refused, ContextLengthError)
+    order = [key for key, e in events if not isinstance(e, BaseException) and e.token is not None]
+    assert order[:3] == [0, 0, 0] and order.index(1) < len(order) - 1 - order[::-1].index(0), (
+        "1 joined mid-answer"
+    )
+    for key, expected in alone.items():
+        got = [e for k, e in events if k == key]
+        assert [e.token_id for e in got] == [e.token_id for e in expected]
+        assert got[-1].finish_reason == expected[-1].finish_reason
+        np.testing.assert_allclose(
+            [e.logprob or 0 for e in got], [e.logprob or 0 for e in expected], atol=1e-4
+        )
+        for a, b in zip(got, expected, strict=True):
+            if b.hidden is not None:
+                np.testing.assert_allclose(a.hidden, b.hidden, atol=1e-4)
 
 
 def test_prompt_longer_than_context_is_refused(tiny_backend: Any) -> None:

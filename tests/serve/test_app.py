@@ -169,3 +169,38 @@ def test_client_disconnect_cancels_generation(live_server: Any) -> None:
         while not backend.cancelled_rows and time.monotonic() < deadline:
             time.sleep(0.05)
     assert backend.cancelled_rows == [0]
+
+
+def test_a_request_arriving_mid_answer_joins_the_running_batch(tiny_backend: Any) -> None:
+    import asyncio
+
+    from alignlab.serve.engine import Engine
+
+    engine = Engine(tiny_backend)
+    order: list[str] = []
+
+    async def ask(name: str, prompt: str, tokens: int, first_token: asyncio.Event | None = None) -> str:
+        async for event in engine.submit(prompt, SamplingParams(max_new_tokens=tokens)):
+            if event.token is not None:
+                order.append(name)
+                if first_token is not None:
+                    first_token.set()
+            if event.finish_reason is not None:
+                return event.finish_reason
+        raise AssertionError("no finish event")
+
+    async def both() -> tuple[str, str]:
+        started = asyncio.Event()
+        long = asyncio.create_task(ask("long", "hello world", 48, started))
+        await started.wait()
+        short = await ask("short", "the quick brown fox", 3)
+        return await long, short
+
+    try:
+        finishes = asyncio.run(both())
+    finally:
+        engine.close()
+    assert finishes == ("length", "length")
+    # A static batch would make "short" wait for all of "long"; here it runs between its tokens.
+    last_short = len(order) - 1 - order[::-1].index("short")
+    assert order.count("short") == 3 and "long" in order[last_short:]

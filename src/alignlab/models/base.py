@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -156,6 +156,30 @@ class Backend(Protocol):
 
     def hidden_states(self, prompts: Sequence[Prompt]) -> list[npt.NDArray[np.float32]]:
         """Per-token hidden states of every layer, one array ``(layers + 1, tokens, hidden)`` per prompt."""
+        ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request for continuous batching: a caller's key, the prompt and its parameters."""
+
+    key: Any
+    prompt: Prompt
+    params: SamplingParams
+
+
+@runtime_checkable
+class ContinuousBackend(Protocol):
+    """A backend that lets new requests join a running batch between decoding steps."""
+
+    def stream_continuous(
+        self,
+        admit: Callable[[], Sequence[Request]],
+        *,
+        hidden_states: bool = False,
+        cancelled: Callable[[Any], bool] = ...,
+    ) -> Iterator[tuple[Any, TokenEvent | BaseException]]:
+        """Decode while ``admit()`` (polled before every step) adds requests; events carry their keys."""
         ...
 
 

@@ -11,7 +11,7 @@ activations costs no extra pass; only the very last token needs one more forward
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,9 @@ from alignlab.models.base import SamplingParams
 
 @dataclass
 class Step:
-    """One decoded token of one row."""
+    """One decoded token of one row (``row`` is the row's index, or its key when streaming)."""
 
-    row: int
+    row: Any
     token_id: int
     logprob: float
     top: list[tuple[int, float]]
@@ -37,7 +37,7 @@ class Step:
 class Prefill:
     """The hidden states of one row's prompt tokens, ``(layers + 1, tokens, hidden)``."""
 
-    row: int
+    row: Any
     hidden: torch.Tensor
 
 
@@ -94,6 +94,9 @@ class Sampler:
         return int(torch.multinomial(probs[0], 1, generator=self.generator).item())
 
 
+Admit = Callable[[], Sequence[tuple[Hashable, list[int], SamplingParams]]]
+
+
 def decode(
     model: Any,
     prompts: Sequence[list[int]],
@@ -118,7 +121,59 @@ def decode(
         should_stop: called after each of a row's steps; True ends that row (stop
             strings, a cancelled client).
     """
-    samplers = [Sampler(p) for p in params]
+    waiting: list[tuple[Hashable, list[int], SamplingParams]] = [
+        (row, ids, p) for row, (ids, p) in enumerate(zip(prompts, params, strict=True))
+    ]
+
+    def admit() -> list[tuple[Hashable, list[int], SamplingParams]]:
+        taken = list(waiting)
+        waiting.clear()
+        return taken
+
+    yield from decode_stream(
+        model, admit, pad_id=pad_id, eos_ids=eos_ids, hidden_states=hidden_states, should_stop=should_stop
+    )
+
+
+def decode_stream(
+    model: Any,
+    admit: Admit,
+    *,
+    pad_id: int,
+    eos_ids: set[int],
+    hidden_states: bool = False,
+    should_stop: Callable[[Any], bool] = lambda key: False,
+) -> Iterator[Step | Prefill]:
+    """Continuous batching: decode rows while ``admit()`` adds new ones between steps.
+
+    ``admit()`` is called before every step and returns ``(key, prompt ids, params)`` for
+    each request to start now (``[]`` for none); steps and prefills carry that key as their
+    ``row``. New prompts are prefilled together and join the running batch at once: their keys
+    and values are left-padded to a common length and stacked onto the running cache, so a
+    request arriving mid-answer waits for one step, not for the whole batch. The generator
+    ends when no row is left and ``admit()`` returns nothing. Models whose cache is not one
+    plain key/value tensor per layer (sliding-window layers) admit only between batches.
+    """
+    running: _Running | None = None
+    with torch.inference_mode():
+        while True:
+            new = list(admit()) if running is None or running.can_merge() else []
+            if new:
+                batch, prefills = _prefill(model, new, pad_id, hidden_states)
+                yield from prefills
+                running = batch if running is None else running.merge(batch)
+            if running is None:
+                return
+            yield from running.step(model, eos_ids, hidden_states, should_stop)
+            if not running.keys:
+                running = None
+
+
+def _prefill(
+    model: Any, new: Sequence[tuple[Hashable, list[int], SamplingParams]], pad_id: int, hidden: bool
+) -> tuple[_Running, list[Prefill]]:
+    """One forward over the left-padded new prompts: their cache, next-token logits and prefills."""
+    prompts = [ids for _, ids, _ in new]
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
@@ -126,62 +181,104 @@ def decode(
         ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p) :] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.inference_mode():
-        out, cache = _forward(model, ids, mask, pos, None, hidden_states)
-        if hidden_states:  # the prompt's activations come with the prefill, at no extra cost
-            stacked = torch.stack(out.hidden_states, dim=1).float()
-            for i, p in enumerate(prompts):
-                yield Prefill(i, stacked[i, :, width - len(p) :])
-        yield from _steps(model, out, cache, mask, pos[:, -1:], samplers, eos_ids, hidden_states, should_stop)
+    out, cache = _forward(model, ids, mask, pos, None, hidden)
+    prefills = []
+    if hidden:  # the prompt's activations come with the prefill, at no extra cost
+        stacked = torch.stack(out.hidden_states, dim=1).float()
+        prefills = [
+            Prefill(key, stacked[i, :, width - len(p) :])
+            for i, ((key, _, _), p) in enumerate(zip(new, prompts, strict=True))
+        ]
+    running = _Running(
+        keys=[key for key, _, _ in new],
+        samplers=[Sampler(p) for _, _, p in new],
+        produced=[0] * len(new),
+        cache=cache,
+        mask=mask,
+        last_pos=pos[:, -1:],
+        logits=out.logits[:, -1, :].float(),
+    )
+    return running, prefills
 
 
-def _steps(
-    model: Any,
-    out: Any,
-    cache: Any,
-    mask: torch.Tensor,
-    last_pos: torch.Tensor,
-    samplers: list[Sampler],
-    eos_ids: set[int],
-    hidden: bool,
-    should_stop: Callable[[int], bool],
-) -> Iterator[Step]:
-    rows = list(range(len(samplers)))
-    produced = [0] * len(samplers)
-    logits = out.logits[:, -1, :].float()
-    while rows:
-        chosen = [samplers[r](logits[i]) for i, r in enumerate(rows)]
-        logp = torch.log_softmax(logits, dim=-1)
+@dataclass
+class _Running:
+    """The rows being decoded: their keys, samplers, KV cache, mask, positions and next logits."""
+
+    keys: list[Any]
+    samplers: list[Sampler]
+    produced: list[int]
+    cache: Any
+    mask: torch.Tensor
+    last_pos: torch.Tensor
+    logits: torch.Tensor
+
+    def can_merge(self) -> bool:
+        return all(type(layer).__name__ == "DynamicLayer" for layer in self.cache.layers)
+
+    def merge(self, other: _Running) -> _Running:
+        """Both batches as one: the shorter cache and mask are left-padded (masked) to the longer."""
+        from transformers import DynamicCache
+
+        width = max(self.mask.shape[1], other.mask.shape[1])
+
+        def left(t: torch.Tensor, dim: int) -> torch.Tensor:
+            pad = list(t.shape)
+            pad[dim] = width - t.shape[dim]
+            return torch.cat([t.new_zeros(pad), t], dim=dim)
+
+        layers = [
+            (torch.cat([left(a.keys, 2), left(b.keys, 2)]), torch.cat([left(a.values, 2), left(b.values, 2)]))
+            for a, b in zip(self.cache.layers, other.cache.layers, strict=True)
+        ]
+        return _Running(
+            keys=self.keys + other.keys,
+            samplers=self.samplers + other.samplers,
+            produced=self.produced + other.produced,
+            cache=DynamicCache(ddp_cache_data=layers),
+            mask=torch.cat([left(self.mask, 1), left(other.mask, 1)]),
+            last_pos=torch.cat([self.last_pos, other.last_pos]),
+            logits=torch.cat([self.logits, other.logits]),
+        )
+
+    def step(
+        self, model: Any, eos_ids: set[int], hidden: bool, should_stop: Callable[[Any], bool]
+    ) -> Iterator[Step]:
+        """Sample one token per row, report it, drop finished rows and compute the next logits."""
+        chosen = [sampler(self.logits[i]) for i, sampler in enumerate(self.samplers)]
+        logp = torch.log_softmax(self.logits, dim=-1)
         feed = torch.tensor(chosen, dtype=torch.long).unsqueeze(1)
-        mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long)], dim=1)
-        last_pos = last_pos + 1
-        states = None
+        self.mask = torch.cat([self.mask, torch.ones((len(chosen), 1), dtype=torch.long)], dim=1)
+        self.last_pos = self.last_pos + 1
+        states, next_logits = None, None
         if hidden:  # the token's activations come from the pass that feeds it
-            out, cache = _forward(model, feed, mask, last_pos, cache, True)
-            states = _stack_hidden(out)
+            out, self.cache = _forward(model, feed, self.mask, self.last_pos, self.cache, True)
+            states, next_logits = _stack_hidden(out), out.logits[:, -1, :]
         keep: list[int] = []
-        for i, r in enumerate(rows):
-            produced[r] += 1
+        for i, key in enumerate(self.keys):
+            self.produced[i] += 1
             is_eos = chosen[i] in eos_ids
-            top = _top(logp[i], samplers[r].params.top_logprobs)
-            yield Step(
-                r, chosen[i], float(logp[i, chosen[i]]), top, None if states is None else states[i], is_eos
-            )
-            if not (is_eos or produced[r] >= samplers[r].params.max_new_tokens or should_stop(r)):
+            top = _top(logp[i], self.samplers[i].params.top_logprobs)
+            state = None if states is None else states[i]
+            yield Step(key, chosen[i], float(logp[i, chosen[i]]), top, state, is_eos)
+            limit = self.samplers[i].params.max_new_tokens
+            if not (is_eos or self.produced[i] >= limit or should_stop(key)):
                 keep.append(i)
+        if len(keep) < len(self.keys):
+            index = torch.tensor(keep, dtype=torch.long)
+            self.cache.batch_select_indices(index)
+            self.mask, self.last_pos, feed = self.mask[index], self.last_pos[index], feed[index]
+            self.keys = [self.keys[i] for i in keep]
+            self.samplers = [self.samplers[i] for i in keep]
+            self.produced = [self.produced[i] for i in keep]
+            if next_logits is not None:
+                next_logits = next_logits[index]
         if not keep:
             return
-        index = torch.tensor(keep, dtype=torch.long) if len(keep) < len(rows) else None
-        if index is not None:
-            cache.batch_select_indices(index)
-            mask, last_pos, feed = mask[index], last_pos[index], feed[index]
-            rows = [rows[i] for i in keep]
-        if hidden:
-            step_logits = out.logits[:, -1, :]
-            logits = (step_logits if index is None else step_logits[index]).float()
-        else:  # only rows that go on pay for the next pass
-            out, cache = _forward(model, feed, mask, last_pos, cache, False)
-            logits = out.logits[:, -1, :].float()
+        if next_logits is None:  # only rows that go on pay for the next pass
+            out, self.cache = _forward(model, feed, self.mask, self.last_pos, self.cache, False)
+            next_logits = out.logits[:, -1, :]
+        self.logits = next_logits.float()
 
 
 def _top(logp: torch.Tensor, k: int) -> list[tuple[int, float]]:

@@ -18,6 +18,7 @@ from alignlab.models.base import (
     Continuation,
     Generation,
     Prompt,
+    Request,
     SamplingParams,
     TokenEvent,
     collect,
@@ -135,24 +136,70 @@ class HFBackend:
         Raises:
             ContextLengthError: a prompt does not fit the context.
         """
-        from alignlab.models.decode import Prefill, decode
+        waiting = [
+            Request(row, prompt, sp) for row, (prompt, sp) in enumerate(zip(prompts, params, strict=True))
+        ]
+        for request in waiting:  # a prompt too long fails the call before any decoding
+            self._checked(request.prompt, request.params)
 
-        checked = [self._checked(p, sp) for p, sp in zip(prompts, params, strict=True)]
-        streams = [TextStream(self._text, sp.stop) for _, sp in checked]
+        def admit() -> list[Request]:
+            taken = list(waiting)
+            waiting.clear()
+            return taken
 
-        def should_stop(row: int) -> bool:
-            return streams[row].stopped or cancelled(row)
+        for key, event in self.stream_continuous(admit, hidden_states=hidden_states, cancelled=cancelled):
+            if isinstance(event, BaseException):
+                raise event
+            yield int(key), event
 
-        steps = decode(
+    def stream_continuous(
+        self,
+        admit: Callable[[], Sequence[Request]],
+        *,
+        hidden_states: bool = False,
+        cancelled: Callable[[Any], bool] = lambda key: False,
+    ) -> Iterator[tuple[Any, TokenEvent | BaseException]]:
+        """Continuous batching: decode the running requests while ``admit()`` adds new ones.
+
+        ``admit()`` is polled before every decoding step and returns the requests to start
+        now; each joins the running batch after one prefill. Events come as ``(key, event)``;
+        a request that cannot start (its prompt does not fit the context) gets its
+        :class:`ContextLengthError` as its only event, and the others go on. The iterator ends
+        when nothing is running and ``admit()`` returns nothing.
+        """
+        from alignlab.models.decode import Prefill, decode_stream
+
+        streams: dict[Any, TextStream] = {}
+        params: dict[Any, SamplingParams] = {}
+        refused: list[tuple[Any, BaseException]] = []
+
+        def admit_ids() -> list[tuple[Any, list[int], SamplingParams]]:
+            started = []
+            for request in admit():
+                try:
+                    ids, sp = self._checked(request.prompt, request.params)
+                except ContextLengthError as exc:
+                    refused.append((request.key, exc))
+                    continue
+                streams[request.key], params[request.key] = TextStream(self._text, sp.stop), sp
+                started.append((request.key, ids, sp))
+            return started
+
+        def should_stop(key: Any) -> bool:  # a finished request's stream is already gone
+            stream = streams.get(key)
+            return stream is None or stream.stopped or cancelled(key)
+
+        steps = decode_stream(
             self.model,
-            [ids for ids, _ in checked],
-            [sp for _, sp in checked],
+            admit_ids,
             pad_id=self.pad_id,
             eos_ids=self.eos_ids,
             hidden_states=hidden_states,
             should_stop=should_stop,
         )
         for step in steps:
+            yield from refused
+            refused.clear()
             if isinstance(step, Prefill):
                 yield step.row, TokenEvent("", hidden=step.hidden.numpy(), prompt=True)
                 continue
@@ -166,17 +213,19 @@ class HFBackend:
                     step.row,
                     TokenEvent(delta, token, step.token_id, step.logprob, hidden, top_logprobs=top),
                 )
-            finish = self._finish(step.row, step.is_eos, stream, checked[step.row][1], cancelled)
+            finish = self._finish(step.row, step.is_eos, stream, params[step.row], cancelled)
             if finish is not None:
                 yield step.row, TokenEvent(stream.flush(), finish_reason=finish)
+                del streams[step.row], params[step.row]
+        yield from refused
 
     def _finish(
         self,
-        row: int,
+        row: Any,
         is_eos: bool,
         stream: TextStream,
         params: SamplingParams,
-        cancelled: Callable[[int], bool],
+        cancelled: Callable[[Any], bool],
     ) -> Any:
         if cancelled(row):
             return "cancelled"

@@ -1,10 +1,17 @@
 """The serving engine: queues concurrent requests and decodes them in batches.
 
-One worker thread owns the model. Requests wait in a queue; the worker takes every
-request waiting (up to ``max_batch``), decodes them as one batch and hands each token to
-its request's asyncio queue. A request is never dropped: it waits for the next batch. A
-request whose client went away is cancelled at its next token. An exception while
-decoding fails that batch's requests only; the worker goes on.
+One worker thread owns the model and hands each token to its request's asyncio queue.
+With a backend that supports it (the in-process ``hf`` backend), batching is continuous:
+between two decoding steps the worker admits every request waiting, up to ``max_batch``
+rows, so a request arriving mid-answer starts after one step instead of waiting for the
+batch before it. Other backends get static batches: the worker takes every request waiting
+and decodes them together. A request is never dropped: it waits for a free row. A request
+whose client went away is cancelled at its next token. An exception while decoding fails
+the requests decoding at that moment only; the worker goes on.
+
+A batch either computes hidden states for every row or for none. A request that needs them
+(a guard's probe) arriving while a batch without them runs stops that batch admitting, and
+starts the next one.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import threading
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
+from alignlab.models.base import Backend, ContinuousBackend, Prompt, Request, SamplingParams, TokenEvent
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ class Engine:
         self.max_batch = max_batch
         self.batch_window = batch_window
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._held: list[Job] = []  # taken from the queue but left for the next batch (worker thread only)
         self._thread = threading.Thread(target=self._run, name="alignlab-engine", daemon=True)
         self._thread.start()
 
@@ -90,10 +98,73 @@ class Engine:
         return [j for j in batch if not j.cancelled]
 
     def _run(self) -> None:
-        while (first := self._queue.get()) is not None:
+        while (first := self._held.pop(0) if self._held else self._queue.get()) is not None:
+            if isinstance(self.backend, ContinuousBackend):
+                self._continuous(self.backend, first)
+                continue
             batch = self._take_batch(first)
             if batch:
                 self._decode(batch)
+
+    def _continuous(self, backend: ContinuousBackend, first: Job) -> None:
+        """Decode from ``first`` on, admitting waiting requests between steps until none is left."""
+        hidden = first.hidden_states
+        running: dict[int, Job] = {}
+        deferred: list[Job] = []  # need hidden states this batch does not compute: next batch
+        starting = True
+
+        def admit() -> list[Request]:
+            nonlocal starting
+            if starting:
+                jobs, starting = self._take_batch(first), False
+            else:
+                jobs = self._waiting(self.max_batch - len(running)) if not deferred else []
+            taken = []
+            for job in jobs:
+                if job.hidden_states and not hidden:
+                    deferred.append(job)
+                else:
+                    running[id(job)] = job
+                    taken.append(Request(id(job), job.prompt, job.params))
+            return taken
+
+        try:
+            events = backend.stream_continuous(
+                admit, hidden_states=hidden, cancelled=lambda key: running[key].cancelled
+            )
+            for key, event in events:
+                job = running[key]
+                if isinstance(event, BaseException):
+                    del running[key]
+                    job.put(event)
+                    continue
+                if not job.hidden_states and hidden:  # this batch computes activations; this row did not ask
+                    if event.prompt:
+                        continue
+                    event.hidden = None
+                job.put(event)
+                if event.finish_reason is not None:
+                    del running[key]
+        except Exception as exc:  # one bad batch must not take the server down
+            log.exception("decoding %d running requests failed", len(running))
+            for job in running.values():
+                job.put(exc)
+        self._held = deferred + self._held  # they start the next batch, ahead of later arrivals
+
+    def _waiting(self, room: int) -> list[Job]:
+        """Requests already queued, up to ``room``, without waiting for more."""
+        jobs: list[Job] = []
+        while len(jobs) < room:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:  # closing: leave the signal for the worker loop
+                self._queue.put(None)
+                break
+            if not job.cancelled:
+                jobs.append(job)
+        return jobs
 
     def _decode(self, batch: list[Job]) -> None:
         hidden = any(j.hidden_states for j in batch)
