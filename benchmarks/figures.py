@@ -129,6 +129,8 @@ def prefs(d: dict[str, Any]) -> list[str]:
         low, high = v["pooled_wilson95"]
         return f"{v['mean']:.3f} ± {v['sd']:.3f} [{low:.3f}, {high:.3f}]"
 
+    if "summary" not in d:
+        return [f"(`benchmarks/results/prefs.json` predates the per-seed summary: rerun `{d['command']}`.)", ""]
     rows = [f"| {r['condition']} | {cell(r['hh_harmless'])} | {cell(r['hhh'])} |" for r in d["summary"]]
     longer = d["baselines"]["longer_answer_wins"]
     return [
@@ -189,7 +191,15 @@ def prefs_throughput(d: dict[str, Any]) -> list[str]:
         "| --- | ---: |",
         *rows,
         "",
+        *slot_lines(d.get("token_slots_in_timed_steps")),
     ]
+
+
+def slot_lines(slots: dict[str, int] | None) -> list[str]:
+    if not slots:
+        return []
+    each = ", ".join(f"{name} {count:,}" for name, count in slots.items())
+    return [f"Token slots computed in the timed steps (real tokens and padding): {each}.", ""]
 
 
 def prefs_distill(d: dict[str, Any]) -> list[str]:

@@ -38,6 +38,8 @@ class GuardStats:
     """Counters the server exposes at ``/v1/guard/stats``."""
 
     exchanges: int = 0
+    classifier_exchanges: int = 0
+    """Exchanges the exchange classifier read (escalated by the probe, or every one without a probe)."""
     flagged: int = 0
     flagged_by_stage: dict[str, int] = field(default_factory=dict)
     released_after_flag: int = 0
@@ -85,6 +87,7 @@ async def guarded(
     verdict: Any = None
     flagged_at: float | None = None
     start, tokens = time.perf_counter(), 0
+    escalated = False
     guard.stats.exchanges += 1
     try:
         if not guard.reads_activations:
@@ -97,6 +100,9 @@ async def guarded(
                 verdict = await asyncio.to_thread(session.prompt, event.hidden)
             elif event.finish_reason is None:
                 tokens += 1
+                if not (escalated or session.cheap()):
+                    escalated = True
+                    guard.stats.classifier_exchanges += 1
                 if session.cheap():  # a probe step costs microseconds: a thread hop per token would cost more
                     verdict = session.token(event.token_id, event.text, event.hidden)
                 else:
