@@ -204,3 +204,41 @@ def test_a_request_arriving_mid_answer_joins_the_running_batch(tiny_backend: Any
     # A static batch would make "short" wait for all of "long"; here it runs between its tokens.
     last_short = len(order) - 1 - order[::-1].index("short")
     assert order.count("short") == 3 and "long" in order[last_short:]
+
+
+def test_requests_needing_activations_wait_for_a_batch_that_computes_them(tiny_backend: Any) -> None:
+    import asyncio
+
+    from alignlab.serve.engine import Engine
+
+    engine = Engine(tiny_backend)
+    order: list[str] = []
+    hidden_seen: dict[str, bool] = {}
+
+    async def ask(
+        name: str, prompt: str, tokens: int, hidden: bool, started: asyncio.Event | None = None
+    ) -> None:
+        params = SamplingParams(max_new_tokens=tokens)
+        async for event in engine.submit(prompt, params, hidden_states=hidden):
+            if event.token is not None:
+                order.append(name)
+                hidden_seen[name] = event.hidden is not None
+                if started is not None:
+                    started.set()
+
+    async def mixed() -> None:
+        started = asyncio.Event()
+        plain = asyncio.create_task(ask("plain", "hello world", 24, False, started))
+        await started.wait()
+        names = ["a", "b", "c", "d"]
+        await asyncio.gather(*(ask(n, f"the {n} fox", 4, True) for n in names), plain)
+
+    try:
+        asyncio.run(mixed())
+    finally:
+        engine.close()
+    assert hidden_seen == {"plain": False, "a": True, "b": True, "c": True, "d": True}
+    # The four probe-reading requests did not join the plain batch; they then ran as one batch.
+    firsts = sorted(order.index(n) for n in "abcd")
+    assert order.index("a") > len(order) - 1 - order[::-1].index("plain")
+    assert firsts == list(range(firsts[0], firsts[0] + 4))

@@ -84,6 +84,8 @@ class Engine:
 
     def _take_batch(self, first: Job) -> list[Job]:
         batch = [first]
+        while self._held and len(batch) < self.max_batch:  # requests left over from the last batch go first
+            batch.append(self._held.pop(0))
         deadline = self.batch_window
         while len(batch) < self.max_batch:
             try:
@@ -154,6 +156,8 @@ class Engine:
     def _waiting(self, room: int) -> list[Job]:
         """Requests already queued, up to ``room``, without waiting for more."""
         jobs: list[Job] = []
+        while self._held and len(jobs) < room:
+            jobs.append(self._held.pop(0))
         while len(jobs) < room:
             try:
                 job = self._queue.get_nowait()
@@ -162,9 +166,8 @@ class Engine:
             if job is None:  # closing: leave the signal for the worker loop
                 self._queue.put(None)
                 break
-            if not job.cancelled:
-                jobs.append(job)
-        return jobs
+            jobs.append(job)
+        return [j for j in jobs if not j.cancelled]
 
     def _decode(self, batch: list[Job]) -> None:
         hidden = any(j.hidden_states for j in batch)
