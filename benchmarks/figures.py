@@ -59,18 +59,23 @@ def guard_load(d: dict[str, Any]) -> list[str]:
     rows = []
     for name in ("unguarded", "guarded"):
         r = d[name]
+        rounds = d.get("per_round", {}).get(name, [])
+        each = " / ".join(f"{x['tok_s']:.0f}" for x in rounds) or "-"
         rows.append(
-            f"| {name} | {r['requests']} | {r['errors']} | {r['p50_s']:.2f} s | {r['p95_s']:.2f} s | "
-            f"{r['p99_s']:.2f} s | {r['tok_s']:.1f} |"
+            f"| {name} | {r['requests']} | {r['errors']} | {r['ttft_p50_s']:.2f} s | {r['p50_s']:.2f} s | "
+            f"{r['p95_s']:.2f} s | {r['p99_s']:.2f} s | {r['tok_s']:.1f} | {each} |"
         )
     stats = d["guarded"].get("guard_stats", {})
+    rounds = d.get("rounds", 1)
     return [
-        f"**Guarded proxy under load**: {d['clients']} streaming clients for {d['seconds']:.0f} s each way "
-        f"(`{d['command']}`). Guard cost: {d['guard_tok_s_cost']:.1%} of tokens/s; tokens released after a flag: "
-        f"{stats.get('released_after_flag', '-')}.",
+        f"**Guarded proxy under load**: {d['clients']} streaming clients, {d['seconds']:.0f} s per round, "
+        f"{rounds} alternating round(s) per server, medians over rounds (`{d['command']}`). Guard cost: "
+        f"{d['guard_tok_s_cost']:.1%} of tokens/s; exchanges the classifier read: "
+        f"{stats.get('classifier_exchanges', '-')} of {stats.get('exchanges', '-')}; tokens released after a "
+        f"flag: {stats.get('released_after_flag', '-')}.",
         "",
-        "| server | requests | errors | p50 | p95 | p99 | tok/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | requests | errors | TTFT p50 | p50 | p95 | p99 | tok/s | tok/s per round |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *rows,
         "",
     ]
@@ -130,7 +135,10 @@ def prefs(d: dict[str, Any]) -> list[str]:
         return f"{v['mean']:.3f} ± {v['sd']:.3f} [{low:.3f}, {high:.3f}]"
 
     if "summary" not in d:
-        return [f"(`benchmarks/results/prefs.json` predates the per-seed summary: rerun `{d['command']}`.)", ""]
+        return [
+            f"(`benchmarks/results/prefs.json` predates the per-seed summary: rerun `{d['command']}`.)",
+            "",
+        ]
     rows = [f"| {r['condition']} | {cell(r['hh_harmless'])} | {cell(r['hhh'])} |" for r in d["summary"]]
     longer = d["baselines"]["longer_answer_wins"]
     return [
