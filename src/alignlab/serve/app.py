@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 def create_app(
     backend: Backend,
     *,
-    max_batch: int = 16,
+    max_batch: int = 32,
     max_body_bytes: int = 1 << 20,
     default_max_tokens: int = 256,
     guard: ServingGuard | None = None,

@@ -52,7 +52,7 @@ class Engine:
         batch_window: seconds to wait for more requests after the first one arrives.
     """
 
-    def __init__(self, backend: Backend, *, max_batch: int = 16, batch_window: float = 0.05) -> None:
+    def __init__(self, backend: Backend, *, max_batch: int = 32, batch_window: float = 0.05) -> None:
         self.backend = backend
         self.max_batch = max_batch
         self.batch_window = batch_window

@@ -18,7 +18,7 @@ class ServeConfig:
     )
     host: str = option("127.0.0.1", "address to bind (loopback by default; nothing is exposed unless asked)")
     port: int = option(8000, "port to bind")
-    max_batch: int = option(16, "most requests decoded together")
+    max_batch: int = option(32, "most requests decoded together; new ones take free rows between steps")
     max_body_bytes: int = option(1 << 20, "larger request bodies are refused with 413")
     default_max_tokens: int = option(256, "completion length when a request sets none")
     log_level: str = option("info", "uvicorn log level")
