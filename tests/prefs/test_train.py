@@ -153,6 +153,14 @@ def test_pmp_then_fine_tuning_starts_from_the_pretrained_model(
         PMPConfig(pmp="unary").stages()
 
 
+def test_an_unknown_layout_is_an_error_before_any_work(
+    tiny_model_dir: Path, tmp_path: Path, pairs: list[Ranking]
+) -> None:
+    with pytest.raises(ConfigError, match=r"layout 'diagonal'.*packed, shared, rows"):
+        train(_config(tiny_model_dir, tmp_path, layout="diagonal"), pairs)
+    assert not any(tmp_path.iterdir()), "nothing was written"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
