@@ -131,7 +131,7 @@ def code(d: dict[str, Any]) -> list[str]:
 
 def prefs(d: dict[str, Any]) -> list[str]:
     def cell(v: dict[str, Any]) -> str:
-        low, high = v["pooled_wilson95"]
+        low, high = v["one_run_wilson95"]
         return f"{v['mean']:.3f} ± {v['sd']:.3f} [{low:.3f}, {high:.3f}]"
 
     if "summary" not in d:
@@ -143,7 +143,7 @@ def prefs(d: dict[str, Any]) -> list[str]:
     longer = d["baselines"]["longer_answer_wins"]
     return [
         f"**Preference objectives and PMP** (`{d['command']}`; {d['size_described']}): accuracy, mean ± sd over "
-        "seeds [pooled Wilson 95% interval].",
+        "seeds [Wilson 95% interval of one run's test pairs at that mean].",
         "",
         "| condition | HH harmless held-out | HHH |",
         "| --- | --- | --- |",

@@ -10,8 +10,9 @@ Same backbone, data, steps and learning rate for every condition:
 
 Resumable: the PMP models and one results line per (seed, condition) are kept in ``--work``
 as each finishes; rerunning the same command skips what is done (``--fresh`` starts over).
-The JSON and plot give each condition's mean and spread over seeds and the Wilson interval of
-all seeds' comparisons pooled.
+The JSON and plot give each condition's mean and spread over seeds, and the Wilson interval a
+single run's test set allows at that mean (the seeds score the same pairs, so their
+comparisons are not independent and are not pooled).
 
 The default size takes about 15 minutes per seed on two CPU cores, one torch thread: the embedded
 SmolLM2-135M cut to its first few layers, 128-token sequences, a few hundred pairs. That is far
@@ -155,7 +156,7 @@ def pretrained(
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per condition: mean and spread over seeds, and the pooled Wilson interval, on both suites."""
+    """Per condition and suite: mean and spread over seeds, and one run's Wilson interval at the mean."""
     from alignlab.prefs.hhh import wilson
 
     rows = []
@@ -165,13 +166,13 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("hh_harmless", "hhh"):
             overall = [overall_of(r, key) for r in runs]
             accuracy = [o["accuracy"] for o in overall]
-            correct, total = sum(o["correct"] for o in overall), sum(o["n"] for o in overall)
+            mean, n = statistics.fmean(accuracy), int(overall[0]["n"])
             row[key] = {
-                "mean": statistics.fmean(accuracy),
+                "mean": mean,
                 "sd": statistics.stdev(accuracy) if len(runs) > 1 else 0.0,
                 "per_seed": accuracy,
-                "pooled": correct / total,
-                "pooled_wilson95": wilson(correct, total),
+                "pairs": n,
+                "one_run_wilson95": wilson(round(mean * n), n),
             }
         rows.append(row)
     return rows
@@ -313,7 +314,7 @@ def main() -> None:
         f"{len(data['pmp'])} Stack Exchange pairs, {size['pmp_steps']} steps; evaluated on "
         f"{len(data['test'])} HH held-out pairs and {hhh_pairs} HHH pairs; "
         f"seeds {args.seeds}; {args.threads} torch thread(s); "
-        f"{minutes:.1f} minutes of training on this machine"
+        f"{minutes:.1f} minutes of training on this machine, PMP and evaluation not counted"
     )
     write(
         "prefs",

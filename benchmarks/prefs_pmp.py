@@ -195,7 +195,8 @@ def fine_tune(
 
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (condition, pairs): mean and spread over seeds, and the pooled Wilson interval."""
+    """Per (condition, pairs): mean and spread over seeds, and one run's Wilson interval at the mean
+    (every seed scores the same test pairs, so their comparisons are not pooled)."""
     from alignlab.prefs.hhh import wilson
 
     points = []
@@ -205,18 +206,17 @@ def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not runs:
                 continue
             accuracy = [r["accuracy"] for r in runs]
-            correct, total = sum(r["correct"] for r in runs), sum(r["n"] for r in runs)
+            mean, test = statistics.fmean(accuracy), int(runs[0]["n"])
             points.append(
                 {
                     "condition": condition,
                     "pairs": n,
                     "seeds": sorted(r["seed"] for r in runs),
-                    "mean": statistics.fmean(accuracy),
+                    "mean": mean,
                     "sd": statistics.stdev(accuracy) if len(runs) > 1 else 0.0,
                     "min": min(accuracy),
                     "max": max(accuracy),
-                    "pooled": correct / total,
-                    "pooled_wilson95": wilson(correct, total),
+                    "one_run_wilson95": wilson(round(mean * test), test),
                 }
             )
     return points
@@ -303,9 +303,9 @@ def main() -> None:
     pmp = [r for r in pmp_log(work).records() if r["seed"] in args.seeds]
     minutes = sum(r["seconds"] for r in [*records, *pmp]) / 60
     points = summarise(records)
-    print(f"\n{'condition':<10} {'pairs':>6} {'mean':>7} {'sd':>6} {'pooled 95% CI':>17}")
+    print(f"\n{'condition':<10} {'pairs':>6} {'mean':>7} {'sd':>6} {'one run 95% CI':>17}")
     for p in points:
-        low, high = p["pooled_wilson95"]
+        low, high = p["one_run_wilson95"]
         print(
             f"{p['condition']:<10} {p['pairs']:>6} {p['mean']:>7.3f} {p['sd']:>6.3f}"
             f"   [{low:.3f}, {high:.3f}]"

@@ -91,8 +91,8 @@ def test_objectives_benchmark_smoke_summarises_seeds_and_resumes(
     for row in record["summary"]:
         per_seed = row["hh_harmless"]["per_seed"]
         assert len(per_seed) == 2 and row["hh_harmless"]["mean"] == pytest.approx(sum(per_seed) / 2)
-        low, high = row["hhh"]["pooled_wilson95"]
-        assert low <= row["hhh"]["pooled"] <= high
+        low, high = row["hhh"]["one_run_wilson95"]
+        assert low <= row["hhh"]["mean"] <= high
 
     again = _rerun_without_training("prefs", "run_condition", monkeypatch, tmp_path / "results", argv)
     assert again["summary"] == record["summary"]
