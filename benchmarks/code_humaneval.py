@@ -114,12 +114,18 @@ def main() -> None:
         f"{problems} problems x n={args.n} at T={'/'.join(map(str, args.temperatures))}, "
         f"max_new_tokens={args.max_new_tokens}"
     )
-    full = problems >= 164 and args.n >= 20 and args.max_new_tokens >= 384
+    every_problem = problems >= 164 and args.max_new_tokens >= 384
+    if every_problem and args.n < 20:
+        size += (
+            f" (every problem, but n={args.n} samples each instead of 20: pass@1 is unbiased but noisier, "
+            "and pass@k needs n >= k)"
+        )
+    elif not every_problem:
+        size += " (a smoke run, not the full benchmark: numbers are not comparable)"
     write(
         "code_humaneval",
         {
-            "size": size
-            + ("" if full else " (a smoke run, not the full benchmark: numbers are not comparable)"),
+            "size": size,
             "model": args.model,
             "mode": args.mode,
             "top_p": args.top_p,
