@@ -236,6 +236,7 @@ def main() -> None:
         ("prefs", prefs),
         ("prefs_pmp", prefs_pmp),
         ("prefs_throughput", prefs_throughput),
+        ("prefs_throughput_full", prefs_throughput),
         ("prefs_distill", prefs_distill),
     ]:
         data = load(name)

@@ -268,10 +268,13 @@ def main() -> None:
     if ratio is not None:
         print(f"ratio alignlab / trl: {ratio:.2f} (goal >= {GOAL})")
     RESULTS.mkdir(exist_ok=True)
-    png = RESULTS / "prefs_throughput.png"
+    name = (
+        "prefs_throughput" if args.size == "default" else f"prefs_throughput_{args.size}"
+    )  # sizes side by side
+    png = RESULTS / f"{name}.png"
     plot(summary, per_repeat, png, f"ranked-preference training, {layers}, {size['max_tokens']} tokens")
     write(
-        "prefs_throughput",
+        name,
         {
             "size": args.size,
             "size_described": described,
