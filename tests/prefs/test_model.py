@@ -84,6 +84,13 @@ def test_packing_keeps_units_apart_and_reads_every_end_token(make_pm: Any, mixed
     assert torch.allclose(changed[:8], plain[:8], atol=1e-6) and not torch.allclose(changed, plain)
 
 
+def test_first_fit_fills_rows_longest_first() -> None:
+    from alignlab.prefs.batch import _first_fit
+
+    assert _first_fit([5, 3, 4, 2, 1], 5) == [[0], [2, 4], [1, 3]]
+    assert _first_fit([], 0) == []
+
+
 def test_a_pad_token_equal_to_the_end_token_is_an_error(make_pm: Any) -> None:
     from alignlab.prefs.model import PreferenceModel
 

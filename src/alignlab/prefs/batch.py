@@ -267,16 +267,7 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
 
     units = [len(e.context) + sum(len(r) for r in e.responses) for e in encoded]
     width = max(units, default=0)
-    rows: list[list[int]] = []  # unit indices per row
-    room: list[int] = []
-    for u in sorted(range(len(encoded)), key=lambda i: -units[i]):
-        row = next((i for i, free in enumerate(room) if free >= units[u]), None)
-        if row is None:
-            rows.append([])
-            room.append(width)
-            row = len(rows) - 1
-        rows[row].append(u)
-        room[row] -= units[u]
+    rows = _first_fit(units, width)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     unit_of = torch.full((len(rows), width), -1, dtype=torch.long)
@@ -311,17 +302,12 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
                 count[row_id] = len(targets)
                 start += n
             at = start
-    same_unit = (unit_of[:, :, None] == unit_of[:, None, :]) & (unit_of[:, :, None] >= 0)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    sees = (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
-    pad = torch.eye(width, dtype=torch.bool) & (unit_of[:, :, None] < 0)
-    allowed = (same_unit & causal & sees) | pad
     total = first_response[-1] + len(encoded[-1].responses) if encoded else 0
     labels = _labels(encoded)
     return Packed(
         ids=ids,
         positions=positions,
-        allowed=allowed[:, None],
+        allowed=_allowed(unit_of, branch)[:, None],
         end_at=torch.tensor([end_at[i] for i in range(total)], dtype=torch.long),
         target_at=torch.tensor(target_at, dtype=torch.long),
         before_at=torch.tensor(before_at, dtype=torch.long),
@@ -329,3 +315,31 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
         token_count=torch.tensor([count[i] for i in range(total)], dtype=torch.long),
         **labels,
     )
+
+
+def _first_fit(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Indices of ``lengths`` in rows of ``width``: longest first, each into the first row with room."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for u in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((i for i, free in enumerate(room) if free >= lengths[u]), None)
+        if row is None:
+            rows.append([])
+            room.append(width)
+            row = len(rows) - 1
+        rows[row].append(u)
+        room[row] -= lengths[u]
+    return rows
+
+
+def _allowed(unit_of: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """``(R, W, W)``: a query sees earlier keys of its own unit that are context or its own response;
+    a padding slot (unit -1) sees only itself, so no row of the softmax is empty."""
+    import torch
+
+    width = unit_of.shape[1]
+    same_unit = (unit_of[:, :, None] == unit_of[:, None, :]) & (unit_of[:, :, None] >= 0)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    sees = (branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])
+    pad = torch.eye(width, dtype=torch.bool) & (unit_of[:, :, None] < 0)
+    return (same_unit & causal & sees) | pad
