@@ -48,8 +48,8 @@ def encode_pairs(rankings: list[Any], max_tokens: int) -> list[dict[str, list[in
     """Each pair as TRL's pre-tokenised columns, cut exactly as our encoder cuts it."""
     from transformers import AutoTokenizer
 
+    from alignlab.prefs.backbone import backbone_path
     from alignlab.prefs.batch import Encoder
-    from alignlab.prefs.model import backbone_path
 
     tokenizer = AutoTokenizer.from_pretrained(backbone_path("smollm2"))
     end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -74,8 +74,8 @@ def slots_computed(
     """Real tokens and the token slots (real + padding) each layout computes in the timed steps."""
     from transformers import AutoTokenizer
 
+    from alignlab.prefs.backbone import backbone_path
     from alignlab.prefs.batch import Encoder, collate, pack
-    from alignlab.prefs.model import backbone_path
 
     tokenizer = AutoTokenizer.from_pretrained(backbone_path("smollm2"))
     encoder = Encoder(tokenizer, tokenizer.convert_tokens_to_ids("<|im_end|>"), size["max_tokens"])
@@ -137,7 +137,7 @@ def run_trl(size: dict[str, Any], encoded: list[dict[str, list[int]]], seed: int
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
-    from alignlab.prefs.model import backbone_path, keep_layers
+    from alignlab.prefs.backbone import backbone_path, keep_layers
 
     stamps: list[float] = []
 
@@ -268,9 +268,7 @@ def main() -> None:
     if ratio is not None:
         print(f"ratio alignlab / trl: {ratio:.2f} (goal >= {GOAL})")
     RESULTS.mkdir(exist_ok=True)
-    name = (
-        "prefs_throughput" if args.size == "default" else f"prefs_throughput_{args.size}"
-    )  # sizes side by side
+    name = "prefs_throughput_full" if args.size == "full" else "prefs_throughput"  # full beside default
     png = RESULTS / f"{name}.png"
     plot(summary, per_repeat, png, f"ranked-preference training, {layers}, {size['max_tokens']} tokens")
     write(

@@ -7,6 +7,7 @@ Modules, imported on use (nothing is imported here):
   deterministic hash splits; ``stackexchange``: ``Posts.xml`` dumps scored by the paper's rule;
 * ``batch``: tokenising with counted truncation; packed, shared-context and padded batches;
 * ``model``: the preference model (causal LM + scalar head at an end-of-context token);
+* ``backbone``: the backbone's source, cutting it to fewer layers, LoRA adapters;
 * ``objectives``: ranked, binary and imitation losses by name, and the PMP transforms;
 * ``train``: training through accelerate with checkpoints, resume and optional LoRA;
 * ``pmp``: pre-training then fine-tuning, as one call;

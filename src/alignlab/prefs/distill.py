@@ -23,7 +23,8 @@ from typing import Any
 
 from alignlab.core.config import dump_config, option
 from alignlab.errors import ConfigError
-from alignlab.prefs.model import backbone_path, import_torch, keep_layers
+from alignlab.prefs.backbone import backbone_path, keep_layers
+from alignlab.prefs.model import import_torch
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,8 @@ def suite_rankings(
 def run_eval(config: EvalConfig) -> list[Report]:
     """Evaluate ``config.model``: as a preference model if it is one, else as a language model
     (with and/or without a prompt, as ``config.prompt`` says)."""
-    from alignlab.prefs.model import PM_FILE, PreferenceModel, backbone_path
+    from alignlab.prefs.backbone import backbone_path
+    from alignlab.prefs.model import PM_FILE, PreferenceModel
 
     rankings = suite_rankings(config.suite, config.data_dir, config.test_fraction, config.limit)
     path = backbone_path(config.model)

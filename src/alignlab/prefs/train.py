@@ -21,9 +21,10 @@ from typing import Any
 
 from alignlab.core.config import dump_config, option
 from alignlab.errors import ConfigError
+from alignlab.prefs.backbone import add_lora
 from alignlab.prefs.batch import LAYOUTS, Layout
 from alignlab.prefs.data import EVALUATION_ONLY, Loaded, Ranking, load_source, split
-from alignlab.prefs.model import ModelConfig, PreferenceModel, add_lora, import_torch
+from alignlab.prefs.model import ModelConfig, PreferenceModel, import_torch
 from alignlab.prefs.objectives import OBJECTIVES, binary_pmp
 
 LATEST = "latest"
