@@ -134,11 +134,6 @@ def prefs(d: dict[str, Any]) -> list[str]:
         low, high = v["one_run_wilson95"]
         return f"{v['mean']:.3f} ± {v['sd']:.3f} [{low:.3f}, {high:.3f}]"
 
-    if "summary" not in d:
-        return [
-            f"(`benchmarks/results/prefs.json` predates the per-seed summary: rerun `{d['command']}`.)",
-            "",
-        ]
     rows = [f"| {r['condition']} | {cell(r['hh_harmless'])} | {cell(r['hhh'])} |" for r in d["summary"]]
     longer = d["baselines"]["longer_answer_wins"]
     return [

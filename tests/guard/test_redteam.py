@@ -275,6 +275,8 @@ class RefuseAll:
     def cheap(self) -> bool:
         return True
 
+    classifier_seconds = 0.0
+
 
 @pytest.mark.redteam
 def test_garak_end_to_end_guarded_vs_unguarded(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ class Tripwire:
         self.messages = messages
         self.inline = inline  # checked on the event loop (cheap) or in a worker thread
         self.last = Verdict(False, "probe")
+        self.classifier_seconds = 0.0  # stands in for the classifier when checks leave the event loop
 
     def prompt(self, hidden: Any) -> Verdict | None:
         if any("forbidden" in m["content"] for m in self.messages):
@@ -34,6 +35,8 @@ class Tripwire:
         return None
 
     def token(self, token_id: int | None, text: str, hidden: Any) -> Verdict | None:
+        if not self.inline:
+            self.classifier_seconds += 0.001
         return Verdict(True, "ensemble") if "secret" in text else None
 
     def end(self) -> Verdict | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from transformers import TopPLogitsWarper
@@ -95,6 +95,7 @@ class Sampler:
 
 
 Admit = Callable[[], Sequence[tuple[Hashable, list[int], SamplingParams]]]
+T = TypeVar("T")
 
 
 def decode(
@@ -121,18 +122,27 @@ def decode(
         should_stop: called after each of a row's steps; True ends that row (stop
             strings, a cancelled client).
     """
-    waiting: list[tuple[Hashable, list[int], SamplingParams]] = [
-        (row, ids, p) for row, (ids, p) in enumerate(zip(prompts, params, strict=True))
-    ]
+    rows = [(row, ids, p) for row, (ids, p) in enumerate(zip(prompts, params, strict=True))]
+    yield from decode_stream(
+        model,
+        admit_once(rows),
+        pad_id=pad_id,
+        eos_ids=eos_ids,
+        hidden_states=hidden_states,
+        should_stop=should_stop,
+    )
 
-    def admit() -> list[tuple[Hashable, list[int], SamplingParams]]:
+
+def admit_once(items: Sequence[T]) -> Callable[[], list[T]]:
+    """An ``admit`` for a fixed batch: everything at the first call, nothing after."""
+    waiting = list(items)
+
+    def admit() -> list[T]:
         taken = list(waiting)
         waiting.clear()
         return taken
 
-    yield from decode_stream(
-        model, admit, pad_id=pad_id, eos_ids=eos_ids, hidden_states=hidden_states, should_stop=should_stop
-    )
+    return admit
 
 
 def decode_stream(

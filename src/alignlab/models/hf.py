@@ -136,19 +136,14 @@ class HFBackend:
         Raises:
             ContextLengthError: a prompt does not fit the context.
         """
-        waiting = [
-            Request(row, prompt, sp) for row, (prompt, sp) in enumerate(zip(prompts, params, strict=True))
-        ]
-        for request in waiting:  # a prompt too long fails the call before any decoding
-            self._checked(request.prompt, request.params)
+        from alignlab.models.decode import admit_once
 
-        def admit() -> list[Request]:
-            taken = list(waiting)
-            waiting.clear()
-            return taken
-
-        for key, event in self.stream_continuous(admit, hidden_states=hidden_states, cancelled=cancelled):
-            if isinstance(event, BaseException):
+        requests = [Request(row, p, sp) for row, (p, sp) in enumerate(zip(prompts, params, strict=True))]
+        events = self.stream_continuous(
+            admit_once(requests), hidden_states=hidden_states, cancelled=cancelled
+        )
+        for key, event in events:
+            if isinstance(event, BaseException):  # a prompt too long: it comes before any token
                 raise event
             yield int(key), event
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from alignlab.prefs.data import Ranking
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 PaddingSide = Literal["left", "right"]
 Layout = Literal["packed", "shared", "rows"]
+B = TypeVar("B", "Batch", "Packed")
 LAYOUTS: tuple[Layout, ...] = ("packed", "shared", "rows")
 
 
@@ -128,9 +129,13 @@ class Batch:
 
     def to(self, device: Any) -> Batch:
         """The same batch on ``device``."""
-        return replace(
-            self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "spans"}
-        )
+        return _moved(self, device)
+
+
+def _moved(batch: B, device: Any) -> B:
+    """``batch`` with every tensor field on ``device`` (``spans`` is plain data)."""
+    tensors = {f.name: getattr(batch, f.name).to(device) for f in fields(batch) if f.name != "spans"}
+    return replace(batch, **tensors)
 
 
 def collate(
@@ -252,9 +257,7 @@ class Packed:
 
     def to(self, device: Any) -> Packed:
         """The same batch on ``device``."""
-        return replace(
-            self, **{f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "spans"}
-        )
+        return _moved(self, device)
 
 
 def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
@@ -272,10 +275,8 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
     positions = torch.zeros((len(rows), width), dtype=torch.long)
     unit_of = torch.full((len(rows), width), -1, dtype=torch.long)
     branch = torch.zeros((len(rows), width), dtype=torch.long)  # 0 = context, i + 1 = response i
+    labels = _labels(encoded)
     end_at, target_at, before_at, target_row, count = {}, [], [], [], {}
-    first_response = [0] * len(encoded)
-    for b, e in enumerate(encoded[:-1]):
-        first_response[b + 1] = first_response[b] + len(e.responses)
     for r, members in enumerate(rows):
         at = 0
         for u in members:
@@ -286,7 +287,7 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
             unit_of[r, at : at + c] = u
             start = at + c
             for i, response in enumerate(item.responses):
-                n, row_id = len(response), first_response[u] + i
+                n, row_id = len(response), labels["spans"][u][0] + i
                 span = slice(start, start + n)
                 ids[r, span] = torch.tensor(response, dtype=torch.long)
                 positions[r, span] = torch.arange(c, c + n)
@@ -302,8 +303,7 @@ def pack(encoded: Sequence[Encoded], pad_id: int) -> Packed:
                 count[row_id] = len(targets)
                 start += n
             at = start
-    total = first_response[-1] + len(encoded[-1].responses) if encoded else 0
-    labels = _labels(encoded)
+    total = sum(len(e.responses) for e in encoded)
     return Packed(
         ids=ids,
         positions=positions,

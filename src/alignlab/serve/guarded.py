@@ -27,6 +27,9 @@ verdict_log = logging.getLogger("alignlab.guard.verdicts")
 class Session(Protocol):
     """One conversation's streaming checks (see :mod:`alignlab.guard.session`)."""
 
+    classifier_seconds: float
+    """Time the exchange classifier has spent on this conversation (0 while it never ran)."""
+
     def prompt(self, hidden: Any) -> Any: ...
     def cheap(self) -> bool: ...
     def token(self, token_id: int | None, text: str, hidden: Any) -> Any: ...
@@ -87,7 +90,6 @@ async def guarded(
     verdict: Any = None
     flagged_at: float | None = None
     start, tokens = time.perf_counter(), 0
-    escalated = False
     guard.stats.exchanges += 1
     try:
         if not guard.reads_activations:
@@ -100,9 +102,6 @@ async def guarded(
                 verdict = await asyncio.to_thread(session.prompt, event.hidden)
             elif event.finish_reason is None:
                 tokens += 1
-                if not (escalated or session.cheap()):
-                    escalated = True
-                    guard.stats.classifier_exchanges += 1
                 if session.cheap():  # a probe step costs microseconds: a thread hop per token would cost more
                     verdict = session.token(event.token_id, event.text, event.hidden)
                 else:
@@ -121,6 +120,8 @@ async def guarded(
                 yield held.popleft()
     finally:
         await events.aclose()  # cancels generation when flagged or when the client left
+        if session.classifier_seconds > 0:
+            guard.stats.classifier_exchanges += 1
     if verdict is not None:
         guard.stats.flagged += 1
         guard.stats.flagged_by_stage[verdict.stage] = guard.stats.flagged_by_stage.get(verdict.stage, 0) + 1
