@@ -75,7 +75,7 @@ def test_no_token_after_an_output_flag_within_the_hold_back(hold_back: int, inli
     assert text == released + REFUSAL
     assert "secret" not in text and "four" not in text
     assert guard.stats.released_after_flag == 0 and guard.stats.flagged_by_stage == {"ensemble": 1}
-    assert guard.stats.classifier_exchanges == (0 if inline else 1), "only exchanges the classifier read count"
+    assert guard.stats.classifier_exchanges == (0 if inline else 1), "only classifier reads count"
 
 
 def test_the_refusal_is_the_same_whichever_stage_fired() -> None:
