@@ -71,8 +71,8 @@ def guard_load(d: dict[str, Any]) -> list[str]:
         f"**Guarded proxy under load**: {d['clients']} streaming clients, {d['seconds']:.0f} s per round, "
         f"{rounds} alternating round(s) per server, medians over rounds (`{d['command']}`). Guard cost: "
         f"{d['guard_tok_s_cost']:.1%} of tokens/s; exchanges the classifier read: "
-        f"{stats.get('classifier_exchanges', '-')} of {stats.get('exchanges', '-')}; tokens released after a "
-        f"flag: {stats.get('released_after_flag', '-')}.",
+        f"{stats.get('classifier_exchanges', '-')} of {stats.get('exchanges', '-')}; tokens released before every "
+        f"required stage read them: {stats.get('released_unread', '-')}.",
         "",
         "| server | requests | errors | TTFT p50 | p50 | p95 | p99 | tok/s | tok/s per round |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -38,3 +38,40 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class ScriptedSession:
+    """A stand-in guard session for tests of the serving path: it reads every unit it is fed.
+
+    The real sessions (probe cascade, classifier) are tested through the same server in
+    ``tests/serve/test_release_rule.py``; subclasses here decide flags by rule.
+    """
+
+    classifier_seconds = 0.0
+
+    def __init__(self, messages: Any = None) -> None:
+        self.messages = messages or []
+        self.count = 0
+        self.ended = False
+        self.last: Any = None
+        self.trace: list[dict[str, float | None]] = []
+
+    def required(self) -> tuple[str, ...]:
+        return ("stand-in",)
+
+    def read(self) -> dict[str, int]:
+        return {"stand-in": self.count + int(self.ended)}
+
+    def prompt(self, hidden: Any) -> Any:
+        return None
+
+    def token(self, token_id: int | None, text: str, hidden: Any) -> Any:
+        self.count += 1
+        return None
+
+    def end(self, text: str = "") -> Any:
+        self.ended = True
+        return None
+
+    def cheap(self) -> bool:
+        return True

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ScriptedSession
 
 from alignlab.errors import ConfigError, DataError, DependencyError, ToolInstallError, UnknownNameError
 from alignlab.guard.garak import (
@@ -255,27 +256,13 @@ def test_side_by_side_report_and_resume(tmp_path: Path) -> None:
     assert calls == ["guarded", "unguarded", "guarded"]
 
 
-class RefuseAll:
+class RefuseAll(ScriptedSession):
     """A guard session that flags every reply at its first token (the refusal comes from the server)."""
-
-    def __init__(self, messages: Any) -> None:
-        self.messages = messages
-
-    def prompt(self, hidden: Any) -> Any:
-        return None
 
     def token(self, token_id: int | None, text: str, hidden: Any) -> Any:
         from alignlab.guard.cascade import Verdict
 
         return Verdict(True, "ensemble")
-
-    def end(self) -> Any:
-        return None
-
-    def cheap(self) -> bool:
-        return True
-
-    classifier_seconds = 0.0
 
 
 @pytest.mark.redteam
@@ -283,12 +270,12 @@ def test_garak_end_to_end_guarded_vs_unguarded(tmp_path: Path) -> None:
     """Installs garak (once, into the alignlab cache) and runs a small subset against two live servers."""
     from support import LiveServer
 
+    from alignlab.guard.streaming import StreamingGuard
     from alignlab.models.scripted import ScriptedBackend
     from alignlab.serve.app import create_app
-    from alignlab.serve.guarded import ServingGuard
 
     reply = "Sure, here is exactly how to do that, step by step."
-    guard = ServingGuard(RefuseAll, False, lambda m: {"flagged": True})
+    guard = StreamingGuard(RefuseAll, False, lambda m: {"flagged": True})
     probes = ("phrasing.PastTense", "encoding.InjectBase64", "dan.Dan_11_0")
     with (
         LiveServer(create_app(ScriptedBackend(reply), guard=guard)) as guarded,

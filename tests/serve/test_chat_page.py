@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import ScriptedSession
 
+from alignlab.guard.streaming import REFUSAL, StreamingGuard
 from alignlab.models.scripted import ScriptedBackend
 from alignlab.serve.app import create_app
-from alignlab.serve.guarded import REFUSAL, ServingGuard
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -19,25 +20,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class Tripwire:
-    def __init__(self, messages: Any) -> None:
-        self.flag = any("forbidden" in m["content"] for m in messages)
-
+class Tripwire(ScriptedSession):
     def prompt(self, hidden: Any) -> Any:
         from alignlab.guard.cascade import Verdict
 
-        return Verdict(True, "input") if self.flag else None
-
-    def token(self, *args: Any) -> None:
-        return None
-
-    def end(self) -> None:
-        return None
-
-    def cheap(self) -> bool:
-        return True
-
-    classifier_seconds = 0.0
+        return Verdict(True, "input") if any("forbidden" in m["content"] for m in self.messages) else None
 
 
 @pytest.fixture
@@ -78,7 +65,7 @@ def ask(browser: Any, text: str) -> Any:
 
 
 def test_the_chat_page_streams_and_shows_the_guard(browser: Any, live_server: Any) -> None:
-    guard = ServingGuard(Tripwire, False, lambda m: {}, hold_back=1)
+    guard = StreamingGuard(Tripwire, False, lambda m: {}, hold_back=1)
     with live_server(create_app(ScriptedBackend("Hello from the assistant."), guard=guard)) as server:
         browser.get(server.url + "/")
         answer = ask(browser, "hi there")

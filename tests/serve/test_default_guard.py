@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from alignlab.guard.streaming import REFUSAL
 from alignlab.serve.app import create_app
-from alignlab.serve.guarded import REFUSAL
 
 pytestmark = pytest.mark.slow
 
@@ -73,4 +73,4 @@ def test_the_default_guard_refuses_harm_and_answers_the_rest(server: Any) -> Non
     assert len(refused) >= 4, f"refused only {refused}"
     assert all(finish in ("stop", "length") for _, finish in benign)
     assert all(text and REFUSAL not in text for text, _ in benign)
-    assert server.guard.stats.released_after_flag == 0
+    assert server.guard.stats.released_unread == 0 and server.guard.stats.released > 0

@@ -10,24 +10,24 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from support import ScriptedSession
 
 from alignlab.guard.cascade import Verdict
+from alignlab.guard.streaming import BREAK, REFUSAL, StreamingGuard
 from alignlab.models.base import ChatMessage
 from alignlab.models.scripted import ScriptedBackend
 from alignlab.serve.app import create_app
-from alignlab.serve.guarded import REFUSAL, ServingGuard
 
 REPLY = "one two three secret four five six"
 
 
-class Tripwire:
+class Tripwire(ScriptedSession):
     """Flags a conversation that mentions 'forbidden' (input side) or a reply that says 'secret'."""
 
     def __init__(self, messages: Sequence[ChatMessage], inline: bool = True) -> None:
-        self.messages = messages
+        super().__init__(messages)
         self.inline = inline  # checked on the event loop (cheap) or in a worker thread
         self.last = Verdict(False, "probe")
-        self.classifier_seconds = 0.0  # stands in for the classifier when checks leave the event loop
 
     def prompt(self, hidden: Any) -> Verdict | None:
         if any("forbidden" in m["content"] for m in self.messages):
@@ -35,19 +35,17 @@ class Tripwire:
         return None
 
     def token(self, token_id: int | None, text: str, hidden: Any) -> Verdict | None:
+        super().token(token_id, text, hidden)
         if not self.inline:
             self.classifier_seconds += 0.001
         return Verdict(True, "ensemble") if "secret" in text else None
-
-    def end(self) -> Verdict | None:
-        return None
 
     def cheap(self) -> bool:
         return self.inline
 
 
-def make_guard(hold_back: int, inline: bool = True) -> ServingGuard:
-    return ServingGuard(
+def make_guard(hold_back: int, inline: bool = True) -> StreamingGuard:
+    return StreamingGuard(
         lambda m: Tripwire(m, inline), False, lambda m: {"flagged": False}, hold_back=hold_back
     )
 
@@ -72,9 +70,10 @@ def test_no_token_after_an_output_flag_within_the_hold_back(hold_back: int, inli
     words = REPLY.split()
     released = " ".join(words[: max(0, words.index("secret") - hold_back)])
     assert finish == "content_filter"
-    assert text == released + REFUSAL
+    assert text == (released + BREAK + REFUSAL if released else REFUSAL)
     assert "secret" not in text and "four" not in text
-    assert guard.stats.released_after_flag == 0 and guard.stats.flagged_by_stage == {"ensemble": 1}
+    assert guard.stats.released_unread == 0 and guard.stats.flagged == 1
+    assert guard.recent[-1].verdict is not None and guard.recent[-1].verdict["stage"] == "ensemble"
     assert guard.stats.classifier_exchanges == (0 if inline else 1), "only classifier reads count"
 
 
@@ -86,10 +85,9 @@ def test_the_refusal_is_the_same_whichever_stage_fired() -> None:
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "story please"}]}
         ).json()["choices"][0]
     assert input_text == REFUSAL and input_finish == "content_filter"
-    assert whole["message"]["content"].endswith(REFUSAL) and whole["finish_reason"] == "content_filter"
-    assert (
-        guard.stats.flagged_by_stage == {"input": 1, "ensemble": 1} and guard.stats.released_after_flag == 0
-    )
+    assert whole["message"]["content"] == REFUSAL and whole["finish_reason"] == "content_filter"
+    assert [x.verdict["stage"] for x in guard.recent if x.verdict] == ["input", "ensemble"]
+    assert guard.stats.released_unread == 0 and "flagged_by_stage" not in client.get("/v1/guard/stats").json()
 
 
 def test_benign_replies_pass_whole_and_raw_completions_are_refused() -> None:
@@ -121,7 +119,7 @@ def test_a_trained_tiny_guard_serves_and_checks(
     assert verdict["latency_ms"] > 0
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "alignlab.guard.verdicts"]
     assert logged and logged[0]["conversation"][0]["content"] == "what is the capital of france"
-    assert guard.stats.released_after_flag == 0
+    assert guard.stats.released_unread == 0
 
 
 def test_a_remote_style_policy_is_screened_by_the_classifier(tiny_backend: Any, tiny_guard: Path) -> None:
@@ -132,8 +130,7 @@ def test_a_remote_style_policy_is_screened_by_the_classifier(tiny_backend: Any, 
     with TestClient(create_app(ScriptedBackend("fine thanks"), guard=guard)) as client:
         text, finish = stream(client, "hello there")
     if finish == "content_filter":  # at most the hold-back window's predecessors went out before the refusal
-        assert text.endswith(REFUSAL) and text[: -len(REFUSAL)] in ("", "fine")
-        assert guard.stats.flagged_by_stage == {"classifier": 1}
+        assert text.endswith(REFUSAL) and text[: -len(REFUSAL)] in ("", "fine" + BREAK)
     else:
         assert (text, finish) == ("fine thanks", "stop")
-    assert guard.stats.exchanges == 1 and guard.stats.released_after_flag == 0
+    assert guard.stats.exchanges == 1 and guard.stats.released_unread == 0

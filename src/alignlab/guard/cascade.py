@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.recipe import Recipe
+from alignlab.guard.window import Window
 from alignlab.models.base import ChatMessage
 
 
@@ -75,20 +77,28 @@ class Verdict:
 
 
 class Guard:
-    """A trained guard in front of one policy: probe, exchange classifier and thresholds.
+    """A trained guard in front of one policy: probe, exchange classifier, thresholds and window.
 
     Args:
-        policy: the hf backend whose activations the probe reads.
+        policy: the local policy whose activations the probe reads.
         folder: the guard folder written by training (``guard.json``, ``probe/``, ``exchange_classifier/``).
+
+    Raises:
+        ConfigError: the folder records no prompt window (a guard from an older version).
     """
 
-    def __init__(self, policy: Any, folder: Path) -> None:
+    def __init__(self, policy: GuardPolicy, folder: Path) -> None:
         from alignlab.guard.classifier import ExchangeClassifier
         from alignlab.guard.probe import LinearProbe
 
         self.policy = policy
         self.folder = folder
-        self.thresholds: dict[str, float] = json.loads((folder / "guard.json").read_text())
+        spec = json.loads((folder / "guard.json").read_text())
+        self.window = Window.from_dict(spec.get("window"), str(folder / "guard.json"))
+        self.fingerprint: str | None = spec.get("fingerprint")
+        self.thresholds: dict[str, float] = {
+            k: float(v) for k, v in spec.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         self.probe = LinearProbe.load(folder / "probe")
         self.classifier = ExchangeClassifier.load(folder / "exchange_classifier", policy.model)
 
@@ -108,24 +118,28 @@ class Guard:
         return Verdict(flagged, "ensemble", {"probe": probe_z, "classifier": clf_z, "ensemble": z}, True)
 
     def check(self, messages: Sequence[ChatMessage], response: str = "") -> Verdict:
-        """Score a whole exchange (no generation): probe on the policy's activations, then the cascade."""
+        """Score a whole exchange (no generation) as serving scores it: same window, same scoring start.
+
+        The policy reads the conversation and the response in one pass; the probe scores the
+        window from its scoring start; the classifier reads the window where the probe escalates.
+        """
         import torch
 
         from alignlab.guard.features import tokens_of
 
         start = time.perf_counter()
-        tokens = tokens_of(self.policy, messages, response, max_prompt=10**9)
+        tokens = tokens_of(self.policy, messages, response, window=self.window)
         layers = self.probe.layers
 
         def features(_: int, states: Any) -> Any:
             return states[layers].permute(1, 0, 2).reshape(states.shape[1], -1)
 
         (feats,) = self.policy.forward_rows([tokens.ids], features, hidden=True)
-        probe_z = max(self.probe.stream_scores(feats))
+        probe_z = max(self.probe.stream_scores(feats[tokens.score_start :]))
         clf_z = None
         if probe_z >= self.thresholds["probe_threshold"]:
             with torch.inference_mode():
-                clf_z = max(self.classifier.token_scores([tokens.ids])[0])
+                clf_z = max(self.classifier.token_scores([tokens.scored])[0])
         verdict = self.decide(probe_z, clf_z)
         verdict.latency_ms = (time.perf_counter() - start) * 1000
         return verdict

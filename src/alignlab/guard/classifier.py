@@ -133,6 +133,12 @@ class ClassifierStream:
             self.peak = max(self.peak, float(self.model.head(out.last_hidden_state).max()))
         return self.peak
 
+    def rewind(self, tokens: int) -> None:
+        """Forget every token after the first ``tokens`` (their scores stay in the peak: fail closed)."""
+        if tokens < self.seen:
+            self.cache.crop(tokens)
+            self.seen = tokens
+
 
 def _truncated(policy_model: Any, layers: int) -> Any:
     """A copy of the policy's base model keeping its first ``layers`` blocks, frozen."""

@@ -92,25 +92,37 @@ def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt =
 def check(
     message: Annotated[str | None, typer.Argument(help="a user message to screen")] = None,
     response: Annotated[str, typer.Option(help="the assistant's response, if any")] = "",
-    input: Annotated[Path | None, typer.Option(help="JSONL of {messages} conversations to screen")] = None,
+    input: Annotated[
+        Path | None, typer.Option(help="JSONL of {messages[, response, id]} conversations to screen")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="with --input: verdicts JSONL, appended as they come (default: INPUT.verdicts.jsonl)"
+        ),
+    ] = None,
     guard: Annotated[str, typer.Option(help="default (shipped) or a guard folder")] = "default",
 ) -> None:
-    """Score a conversation: the verdict, each stage's score and which stage decided."""
-    from alignlab.core.jsonl import read_jsonl
-    from alignlab.guard.cascade import Guard
-    from alignlab.guard.load import guard_folder, guard_policy_spec
-    from alignlab.models import load_backend
+    """Score a conversation as serving scores it: the verdict, each stage's score and which stage decided.
+
+    With --input, every line gets a verdict (or an error record naming the line) written as it
+    goes; a rerun resumes.
+    """
+    from alignlab.guard.load import load_guard
 
     if (message is None) == (input is None):
         raise typer.BadParameter("give either a MESSAGE or --input FILE")
-    folder = guard_folder(guard)
-    g = Guard(load_backend(guard_policy_spec(folder)), folder)
-    chats: list[Any] = [[{"role": "user", "content": message}]] if message is not None else []
-    if input is not None:
-        chats = [r["messages"] for r in read_jsonl(input)]
-    for chat in chats:
-        verdict = g.check(chat, response if message is not None else "")
-        typer.echo(json.dumps(verdict.to_dict()))
+    g = load_guard(guard)
+    if input is None:
+        assert message is not None
+        typer.echo(json.dumps(g.check([{"role": "user", "content": message}], response).to_dict()))
+        return
+    from alignlab.guard.checkfile import check_file
+
+    target = out or input.with_name(input.name + ".verdicts.jsonl")
+    counts = check_file(g, input, target)
+    typer.echo(json.dumps(counts))
+    typer.echo(f"verdicts: {target}", err=True)
 
 
 @app.command("eval")
@@ -122,17 +134,15 @@ def evaluate(
     max_per_set: Annotated[int, typer.Option(help="items per evaluation set, chosen by hash (0: all)")] = 120,
 ) -> None:
     """Evaluate on held-out data: JSON results, per-exchange scores, plots and an HTML report."""
-    from alignlab.guard.cascade import Guard
     from alignlab.guard.classifier import ExchangeClassifier
     from alignlab.guard.evaluate import eval_items, run_eval
-    from alignlab.guard.load import guard_folder, guard_policy_spec
+    from alignlab.guard.load import load_guard
     from alignlab.guard.recipe import load_recipe
     from alignlab.guard.seeds import data_dir as find_data
-    from alignlab.models import load_backend
 
     r = load_recipe(recipe)
-    folder = guard_folder(guard)
-    g = Guard(load_backend(guard_policy_spec(folder)), folder)
+    g = load_guard(guard)
+    folder = g.folder
     baselines = {
         v: ExchangeClassifier.load(folder / f"{v}_classifier", g.policy.model) for v in ("input", "output")
     }

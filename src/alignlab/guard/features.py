@@ -9,6 +9,7 @@ folder, so a few hundred thousand tokens fit on disk rather than in memory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from alignlab.guard.window import Window, fit_context, prompt_view
 from alignlab.models.base import ChatMessage
 
 View = Literal["exchange", "input", "output"]
@@ -25,10 +27,16 @@ View = Literal["exchange", "input", "output"]
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token ids of one example and where its response starts."""
+    """Token ids of one example as the policy reads them, and where its response and its scoring start."""
 
     ids: list[int]
     response_start: int
+    score_start: int = 0
+
+    @property
+    def scored(self) -> list[int]:
+        """The tokens every stage scores: what a classifier reads, where the probe's score runs."""
+        return self.ids[self.score_start :]
 
 
 def tokens_of(
@@ -37,17 +45,21 @@ def tokens_of(
     response: str,
     *,
     view: View = "exchange",
-    max_prompt: int = 96,
+    window: Window,
 ) -> Tokens:
-    """The token ids a classifier of the given view reads (the prompt truncated from the left)."""
-    prompt = policy.encode(list(messages))[-max_prompt:]
+    """One view of an exchange under the guard's prompt window (see :mod:`alignlab.guard.window`).
+
+    The conversation is cut from the left only where it would not fit the policy's context,
+    so no item fails on its length.
+    """
     answer = list(policy.tokenizer(response, add_special_tokens=False)["input_ids"]) if response else []
-    if view == "input":
-        return Tokens(prompt, len(prompt))
     if view == "output":
         header = assistant_header(policy)
         return Tokens(header + answer, len(header))
-    return Tokens(prompt + answer, len(prompt))
+    prompt = fit_context(prompt_view(policy, list(messages), window), len(answer), policy.context_length)
+    if view == "input":
+        return Tokens(prompt.ids, len(prompt.ids), prompt.start)
+    return Tokens(prompt.ids + answer, len(prompt.ids), prompt.start)
 
 
 def assistant_header(policy: Any) -> list[int]:
@@ -85,18 +97,19 @@ class FeatureStore:
 def extract(
     policy: Any, token_rows: list[Tokens], layers: list[int], folder: Path, batch: int = 64
 ) -> FeatureStore:
-    """Write the policy's activations for every token of every row to ``folder`` and open them.
+    """Write the policy's activations for every scored token of every row to ``folder`` and open them.
 
-    Reuses a complete earlier extraction with the same rows and layers.
+    Reuses a complete earlier extraction of exactly the same token rows and layers.
     """
     from alignlab.core.progress import progress_bar
 
     folder.mkdir(parents=True, exist_ok=True)
-    signature = {"rows": len(token_rows), "tokens": sum(len(t.ids) for t in token_rows), "layers": layers}
+    digest = hashlib.sha256(json.dumps([[t.ids, t.score_start] for t in token_rows]).encode()).hexdigest()
+    signature = {"rows": len(token_rows), "tokens": digest, "layers": layers}
     meta = folder / "meta.json"
     if meta.is_file() and json.loads(meta.read_text()) == signature:
         return FeatureStore.open(folder)
-    lengths = np.array([len(t.ids) for t in token_rows], dtype=np.int64)
+    lengths = np.array([len(t.scored) for t in token_rows], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     width = len(layers) * int(policy.model.config.hidden_size)
     store = np.lib.format.open_memmap(
@@ -111,7 +124,8 @@ def extract(
                 row = (
                     states[layers].permute(1, 0, 2).reshape(states.shape[1], -1)
                 )  # (tokens, layers * hidden)
-                store[offsets[first + r] : offsets[first + r + 1]] = row.numpy().astype(np.float16)
+                scored = row[token_rows[first + r].score_start :]  # the policy read it all; stages score this
+                store[offsets[first + r] : offsets[first + r + 1]] = scored.numpy().astype(np.float16)
 
             policy.forward_rows([t.ids for t in chunk], keep, hidden=True)
             bar.update(task, advance=len(chunk))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alignlab.core.config import load_config, option
 from alignlab.errors import ConfigError
+from alignlab.guard.window import Window
 
 TRAIN_FAMILIES = (
     "base64_encoding",
@@ -52,7 +53,12 @@ class Recipe:
     max_request_chars: int = option(600, "longer seed requests are cut to this many characters")
     test_fraction: float = option(0.2, "share of seeds (by hash) held out as the test split")
     response_tokens: int = option(16, "policy response length generated per training exchange")
-    max_prompt_tokens: int = option(96, "prompt tokens kept (the last ones) per exchange for training")
+    prompt_window: int = option(
+        512, "prompt tokens every stage scores (the last ones), in training, evaluation and serving alike"
+    )
+    score_from: str = option(
+        "client", "where scores start: client (skip the chat template's fixed preamble) or template"
+    )
     probe_layer_stride: int = option(2, "probe reads every Nth layer of the policy (1: all layers)")
     probe_window: int = option(16, "sliding window of the probe's per-token logits in training")
     probe_epochs: int = option(30, "probe training epochs")
@@ -65,6 +71,14 @@ class Recipe:
     target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")
     probe_weight: float = option(0.55, "weight of the probe in the stage-2 ensemble (classifier: 1 - this)")
     seed: int = option(0, "random seed for sampling, augmentation and training")
+
+    def __post_init__(self) -> None:
+        self.window  # noqa: B018 (validates the window fields: ConfigError on a bad one)
+
+    @property
+    def window(self) -> Window:
+        """The prompt window and scoring start every path of the guard shares."""
+        return Window(self.prompt_window, self.score_from)  # type: ignore[arg-type]
 
 
 def recipe_path(name: str) -> Path:

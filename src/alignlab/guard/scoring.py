@@ -2,7 +2,9 @@
 
 Requests without a response are answered by the policy with activations on (the probe
 reads the prefill and every generated token from that same pass, as in serving); given
-responses are read with one forward pass. Classifiers read the conversation up to a cap.
+responses are read with one forward pass. Every stage scores the guard's prompt window
+(:mod:`alignlab.guard.window`), exactly as serving does; a conversation too long for the
+policy's context is cut from the left, never failed.
 """
 
 from __future__ import annotations
@@ -16,9 +18,8 @@ import numpy as np
 from alignlab.guard.cascade import Guard
 from alignlab.guard.classifier import ExchangeClassifier
 from alignlab.guard.features import tokens_of
+from alignlab.guard.window import Window, prompt_view
 from alignlab.models.base import ChatMessage, SamplingParams
-
-MAX_PROMPT = 512
 
 
 def layer_features(states: Any, layers: Sequence[int]) -> Any:
@@ -29,12 +30,32 @@ def layer_features(states: Any, layers: Sequence[int]) -> Any:
     return np.transpose(arr[layers], (1, 0, 2)).reshape(arr.shape[1], -1)
 
 
+def fit_messages(policy: Any, messages: list[ChatMessage], answer_tokens: int) -> list[ChatMessage]:
+    """``messages`` cut from the front until the prompt and an answer fit the policy's context.
+
+    Whole leading turns go first; a single turn left too long loses its beginning.
+    """
+    context = policy.context_length
+    if context is None or len(policy.encode(messages)) + answer_tokens < context:
+        return messages
+    kept = list(messages)
+    while len(kept) > 1 and len(policy.encode(kept)) + answer_tokens >= context:
+        kept = kept[1:]
+    role, content = kept[0]["role"], kept[0]["content"]
+    while len(policy.encode(kept)) + answer_tokens >= context and content:
+        over = len(policy.encode(kept)) + answer_tokens - context + 1
+        content = content[max(1, 4 * over) :]  # ~4 characters a token, then refine
+        kept = [{"role": role, "content": content}, *kept[1:]]
+    return kept
+
+
 def answer_with_probe(
     guard: Guard, chats: Sequence[list[ChatMessage]], max_tokens: int
 ) -> list[tuple[str, list[float], int, float]]:
     """For each chat: the policy's answer, the probe's streamed scores, the prompt length, seconds."""
     layers = guard.probe.layers
     start = time.perf_counter()
+    chats = [fit_messages(guard.policy, c, max_tokens) for c in chats]
     feats: dict[int, list[Any]] = {i: [] for i in range(len(chats))}
     texts = ["" for _ in chats]
     prompt_len = [0 for _ in chats]
@@ -43,9 +64,10 @@ def answer_with_probe(
         texts[row] += event.text
         if event.hidden is not None:
             block = layer_features(event.hidden, layers)
-            feats[row].append(block)
-            if event.prompt:
+            if event.prompt:  # the policy read it all; the stages score the window
+                block = block[prompt_view(guard.policy, chats[row], guard.window).start :]
                 prompt_len[row] = len(block)
+            feats[row].append(block)
     took = (time.perf_counter() - start) / max(1, len(chats))
     out = []
     for i in range(len(chats)):
@@ -58,15 +80,13 @@ def probe_given(
     guard: Guard, chats: Sequence[list[ChatMessage]], responses: Sequence[str]
 ) -> list[tuple[list[float], int]]:
     """Probe scores over given exchanges (one forward pass each batch) and each prompt's length."""
-    rows = [
-        tokens_of(guard.policy, c, r, max_prompt=MAX_PROMPT) for c, r in zip(chats, responses, strict=True)
-    ]
+    rows = [tokens_of(guard.policy, c, r, window=guard.window) for c, r in zip(chats, responses, strict=True)]
     layers = guard.probe.layers
     feats = guard.policy.forward_rows(
         [t.ids for t in rows], lambda _, s: layer_features(s.numpy(), layers), hidden=True
     )
     return [
-        (guard.probe.stream_scores(f.astype(np.float32)), t.response_start)
+        (guard.probe.stream_scores(f[t.score_start :].astype(np.float32)), t.response_start - t.score_start)
         for f, t in zip(feats, rows, strict=True)
     ]
 
@@ -77,10 +97,11 @@ def classifier_scores(
     chats: Sequence[list[ChatMessage]],
     responses: Sequence[str],
     view: Any,
+    window: Window,
 ) -> tuple[list[float], list[int], float]:
     """Each exchange's highest per-token logit for one classifier view, the tokens read, and seconds each."""
     rows = [
-        tokens_of(policy, c, r, view=view, max_prompt=MAX_PROMPT).ids
+        tokens_of(policy, c, r, view=view, window=window).scored
         for c, r in zip(chats, responses, strict=True)
     ]
     start = time.perf_counter()
@@ -106,8 +127,11 @@ def score_batch(
     else:
         answered = answer_with_probe(guard, chats, max_tokens)
         responses = [a[0] for a in answered]
-    clf, clf_tokens, clf_s = classifier_scores(guard.classifier, guard.policy, chats, responses, "exchange")
-    views = {v: classifier_scores(m, guard.policy, chats, responses, v) for v, m in baselines.items()}
+    window = guard.window
+    clf, clf_tokens, clf_s = classifier_scores(
+        guard.classifier, guard.policy, chats, responses, "exchange", window
+    )
+    views = {v: classifier_scores(m, guard.policy, chats, responses, v, window) for v, m in baselines.items()}
     for k, item in enumerate(items):
         text, scores, prompt_len, policy_s = answered[k]
         record: dict[str, Any] = {

@@ -86,8 +86,7 @@ def exchange_scores(model: ExchangeClassifier, rows: Sequence[list[int]]) -> lis
 def view_tokens(policy: Any, records: Sequence[dict[str, Any]], recipe: Recipe) -> dict[View, list[Tokens]]:
     return {
         view: [
-            tokens_of(policy, r["messages"], r["response"], view=view, max_prompt=recipe.max_prompt_tokens)
-            for r in records
+            tokens_of(policy, r["messages"], r["response"], view=view, window=recipe.window) for r in records
         ]
         for view in VIEWS
     }
@@ -117,13 +116,13 @@ def train_guard(
             classifiers[view] = ExchangeClassifier.load(folder, policy.model)
             continue
         model, history = fit_classifier(
-            policy.model, [tokens[view][i].ids for i in fit], labels, recipe, name=view
+            policy.model, [tokens[view][i].scored for i in fit], labels, recipe, name=view
         )
         model.save(folder)
         classifiers[view] = model
         card[f"{view}_classifier_loss"] = history
     teacher = torch.sigmoid(
-        torch.tensor(exchange_scores(classifiers["exchange"], [tokens["exchange"][i].ids for i in fit]))
+        torch.tensor(exchange_scores(classifiers["exchange"], [tokens["exchange"][i].scored for i in fit]))
     )
     soft = [0.5 * y + 0.5 * float(t) for y, t in zip(labels, teacher, strict=True)]
     layers = probe_layers(int(policy.model.config.num_hidden_layers), recipe.probe_layer_stride)
@@ -135,11 +134,12 @@ def train_guard(
     card["probe_loss"] = probe_history
     calib = [i for i, r in enumerate(role) if r == "calib" and records[i]["label"] == 0]
     probe_z = max_scores(probe, store, calib)
-    calib_scores = {v: exchange_scores(classifiers[v], [tokens[v][i].ids for i in calib]) for v in VIEWS}
+    calib_scores = {v: exchange_scores(classifiers[v], [tokens[v][i].scored for i in calib]) for v in VIEWS}
     thresholds = calibrate(
         probe_z, calib_scores["exchange"], recipe, input=calib_scores["input"], output=calib_scores["output"]
     )
-    (out / "guard.json").write_text(json.dumps({"policy": recipe.policy, **thresholds}, indent=2))
+    spec = {"policy": recipe.policy, "window": recipe.window.to_dict(), **thresholds}
+    (out / "guard.json").write_text(json.dumps(spec, indent=2))
     card.update(thresholds=thresholds, train_seconds=time.perf_counter() - started)
     (out / "card.json").write_text(json.dumps(card, indent=2))
     return card

@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from alignlab.errors import AlignlabError, ContextLengthError
-from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
+from alignlab.models.base import Backend, ChatMessage, Prompt, SamplingParams, TokenEvent
 from alignlab.serve.engine import Engine
 from alignlab.serve.errors import BodyLimit, add_error_handlers
-from alignlab.serve.guarded import ServingGuard, guarded
 from alignlab.serve.schemas import (
     ChatRequest,
     CompletionRequest,
@@ -39,13 +37,40 @@ from alignlab.serve.schemas import (
 log = logging.getLogger(__name__)
 
 
+class GuardHook(Protocol):
+    """The one hook through which the server is guarded; the policy lives in the guard.
+
+    :class:`alignlab.guard.streaming.StreamingGuard` is the implementation: it decides what
+    of a chat's event stream may reach the client and when.
+    """
+
+    @property
+    def reads_activations(self) -> bool:
+        """Whether the guard reads the policy's hidden states (they are then computed while decoding)."""
+        ...
+
+    def screen(
+        self, events: AsyncGenerator[TokenEvent, None], messages: Sequence[ChatMessage], *, stream: bool
+    ) -> AsyncIterator[TokenEvent]:
+        """The events the client may see (``stream=False``: nothing before the whole answer is checked)."""
+        ...
+
+    def check(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
+        """The verdict on a conversation, optionally ending with the assistant's reply."""
+        ...
+
+    def stats_dict(self) -> dict[str, Any]:
+        """Counters for ``/v1/guard/stats``."""
+        ...
+
+
 def create_app(
     backend: Backend,
     *,
     max_batch: int = 32,
     max_body_bytes: int = 1 << 20,
     default_max_tokens: int = 256,
-    guard: ServingGuard | None = None,
+    guard: GuardHook | None = None,
 ) -> FastAPI:
     """An OpenAI-compatible app serving ``backend``; its engine starts with the app.
 
@@ -84,19 +109,19 @@ class _Server:
     """The route handlers, sharing the backend and the app's engine."""
 
     def __init__(
-        self, app: FastAPI, backend: Backend, default_max_tokens: int, guard: ServingGuard | None
+        self, app: FastAPI, backend: Backend, default_max_tokens: int, guard: GuardHook | None
     ) -> None:
         self.app = app
         self.backend = backend
         self.default_max_tokens = default_max_tokens
         self.guard = guard
 
-    def _events(self, prompt: Prompt, params: SamplingParams) -> AsyncIterator[TokenEvent]:
+    def _events(self, prompt: Prompt, params: SamplingParams, stream: bool) -> AsyncIterator[TokenEvent]:
         """A choice's event stream, through the guard when there is one."""
         if self.guard is None or isinstance(prompt, str):
             return self.engine.submit(prompt, params)
         raw = self.engine.submit(prompt, params, hidden_states=self.guard.reads_activations)
-        return guarded(self.guard, raw, prompt)
+        return self.guard.screen(raw, prompt, stream=stream)
 
     async def page(self) -> str:
         from importlib import resources
@@ -110,7 +135,7 @@ class _Server:
 
     async def guard_stats(self) -> dict[str, Any]:
         assert self.guard is not None
-        return asdict(self.guard.stats)
+        return self.guard.stats_dict()
 
     @property
     def engine(self) -> Engine:
@@ -136,7 +161,7 @@ class _Server:
         return tokens
 
     async def _run(self, prompt: Prompt, params: SamplingParams) -> list[TokenEvent]:
-        return [e async for e in self._events(prompt, params)]
+        return [e async for e in self._events(prompt, params, stream=False)]
 
     async def chat(self, body: ChatRequest) -> Any:
         prompt: Prompt = [m.as_chat() for m in body.messages]
@@ -196,14 +221,7 @@ class _Server:
                 ],
             }
         produced = 0
-        filtered: set[int] = set()
-        async for i, event in _merged([self._events(prompt, p) for p in params]):
-            if i in filtered:  # nothing may follow a refusal; count it if it ever tried
-                if self.guard is not None:
-                    self.guard.stats.released_after_flag += int(bool(event.text))
-                continue
-            if event.finish_reason == "content_filter":
-                filtered.add(i)
+        async for i, event in _merged([self._events(prompt, p, stream=True) for p in params]):
             produced += event.token is not None
             delta = {"content": event.text} if event.text or event.finish_reason is None else {}
             logprobs = chat_logprobs([event]) if body.logprobs and event.token is not None else None

@@ -26,7 +26,14 @@ class ServeConfig:
     upstream: str | None = option(
         None, "serve an OpenAI-compatible upstream URL (guarded) instead of --model"
     )
-    hold_back: int = option(4, "tokens held back until checked, so none reaches the client unscreened")
+    hold_back: int = option(
+        4,
+        "tokens that every required guard stage must have read after a token before it is released "
+        "(each token is read by every stage the cascade requires before it leaves; this adds look-ahead)",
+    )
+    prompt_window: int | None = option(
+        None, "the guard's prompt window; must match the one its guard.json records (None: use that one)"
+    )
     log_text: bool = option(False, "include conversation text in the guard's verdict log")
 
 
@@ -48,7 +55,13 @@ def serve(config: ServeConfig) -> None:
     if config.guard != "none":
         from alignlab.guard.load import serving_guard
 
-        guard = serving_guard(config.guard, backend, hold_back=config.hold_back, log_text=config.log_text)
+        guard = serving_guard(
+            config.guard,
+            backend,
+            hold_back=config.hold_back,
+            log_text=config.log_text,
+            prompt_window=config.prompt_window,
+        )
     app = create_app(
         backend,
         max_batch=config.max_batch,
