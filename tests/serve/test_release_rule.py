@@ -11,120 +11,17 @@ chunk the server sends; each sent token must have been read before it was sent.
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from release_audit import ESCALATED, FLAGGED, INF, UPSTREAM_REPLY, Audit, chat, edited_guard, stream_chat
 from support import LiveServer
 
-from alignlab.guard.classifier import ClassifierStream, ExchangeClassifier
 from alignlab.models.scripted import ScriptedBackend
 from alignlab.serve.app import create_app
-
-ASSISTANT = "<|im_start|>assistant\n"
-UPSTREAM_REPLY = "the quick brown fox jumps over the lazy dog and keeps on running far away"
-INF = 1e30
-
-
-def edited_guard(tiny_guard: Path, tmp_path: Path, **thresholds: float) -> Path:
-    """A copy of the tiny guard with some thresholds replaced (escalation and flags forced)."""
-    folder = tmp_path / "guard"
-    shutil.copytree(tiny_guard, folder)
-    spec = json.loads((folder / "guard.json").read_text())
-    spec.update(thresholds)
-    (folder / "guard.json").write_text(json.dumps(spec))
-    return folder
-
-
-class Audit:
-    """One ordered log of classifier reads (the response text read so far) and chunks sent."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, tokenizer: Any) -> None:
-        self.log: list[tuple[str, str]] = []
-        audit = self
-
-        def response_text(ids: Sequence[int]) -> str:
-            text = tokenizer.decode(list(ids))
-            return text.rsplit(ASSISTANT, 1)[1] if ASSISTANT in text else ""
-
-        feed = ClassifierStream.feed
-
-        def spy_feed(stream: ClassifierStream, ids: Sequence[int]) -> float:
-            fed = getattr(stream, "_audit_ids", [])
-            stream._audit_ids = fed + list(ids)  # type: ignore[attr-defined]
-            out = feed(stream, ids)
-            audit.log.append(("read", response_text(stream._audit_ids)))  # type: ignore[attr-defined]
-            return out
-
-        scores = ExchangeClassifier.token_scores
-
-        def spy_scores(model: ExchangeClassifier, rows: Sequence[list[int]], batch: int = 16) -> Any:
-            out = scores(model, rows, batch)
-            for row in rows:
-                audit.log.append(("read", response_text(row)))
-            return out
-
-        monkeypatch.setattr(ClassifierStream, "feed", spy_feed)
-        monkeypatch.setattr(ExchangeClassifier, "token_scores", spy_scores)
-
-        import alignlab.serve.app as app_module
-
-        sse = app_module._sse
-
-        async def spy_sse(chunks: Any) -> Any:
-            async for line in sse(chunks):
-                if line.startswith("data: {"):
-                    chunk = json.loads(line[6:])
-                    for choice in chunk.get("choices", []):
-                        audit.log.append(("sent", choice.get("delta", {}).get("content") or ""))
-                yield line
-
-        monkeypatch.setattr(app_module, "_sse", spy_sse)
-
-    def unread_sends(self) -> list[str]:
-        """Response text sent before the classifier had read it (empty when the rule held)."""
-        read, sent, bad = None, "", []
-        for kind, text in self.log:
-            if kind == "read":
-                read = text if read is None or len(text) >= len(read) else read
-            elif text:
-                sent += text
-                if read is None or not read.startswith(sent):
-                    bad.append(sent)
-        return bad
-
-
-def stream_chat(url: str, content: str, max_tokens: int = 24) -> tuple[list[str], str | None]:
-    body = {
-        "messages": [{"role": "user", "content": content}],
-        "stream": True,
-        "max_tokens": max_tokens,
-        "temperature": 0,
-    }
-    deltas: list[str] = []
-    finish = None
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:
-        assert response.status_code == 200
-        for line in response.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            for choice in json.loads(line[6:]).get("choices", []):
-                if choice["delta"].get("content"):
-                    deltas.append(choice["delta"]["content"])
-                finish = choice.get("finish_reason") or finish
-    return deltas, finish
-
-
-def chat(url: str, content: str, max_tokens: int = 24) -> dict[str, Any]:
-    body = {"messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0}
-    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
-    assert response.status_code == 200
-    choice: dict[str, Any] = response.json()["choices"][0]
-    return choice
 
 
 @pytest.fixture
@@ -138,10 +35,6 @@ def local_server(
     with LiveServer(create_app(tiny_backend, guard=guard)) as live:
         live.guard = guard
         yield live
-
-
-ESCALATED = {"probe_threshold": -INF, "ensemble_threshold": INF}  # always escalated, never flagged
-FLAGGED = {"probe_threshold": -INF, "ensemble_threshold": -INF}  # flagged as soon as the classifier reads
 
 
 @pytest.mark.parametrize("local_server", [ESCALATED], indirect=True)
@@ -183,3 +76,58 @@ def test_a_flagged_reply_is_the_refusal_alone(local_server: Any) -> None:
     assert whole["finish_reason"] == "content_filter"
     deltas, finish = stream_chat(local_server.url, "hello world")
     assert deltas == [REFUSAL] and finish == "content_filter"
+
+
+def rising_threshold(trace: list[dict[str, float | None]]) -> tuple[float, int] | None:
+    """An ensemble threshold the running score first crosses at a later token (index of that token)."""
+    scores = [t["ensemble"] for t in trace]
+    for j in range(6, len(scores)):  # late enough that tokens beyond the hold-back were released first
+        a, b = scores[j - 1], scores[j]
+        if a is not None and b is not None and b > a:
+            return (a + b) / 2, j
+    return None
+
+
+def test_a_flag_mid_stream_ends_with_the_refusal_as_its_own_delta(
+    tiny_backend: Any, tiny_guard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alignlab.guard.load import serving_guard
+    from alignlab.guard.streaming import BREAK, REFUSAL
+
+    prompts = ["what is the capital of france", "hello world, this is a tiny model", "def add(a, b):"]
+    probe = serving_guard(str(edited_guard(tiny_guard, tmp_path, **ESCALATED)), tiny_backend)
+    found, prompt, answer = None, "", [""]
+    with LiveServer(create_app(tiny_backend, guard=probe)) as live:
+        for prompt in prompts:
+            answer, _ = stream_chat(live.url, prompt, max_tokens=40)
+            if found := rising_threshold(probe.recent[-1].trace):
+                break
+    assert found, "the tiny guard's ensemble never rose mid-answer on any prompt"
+    folder = edited_guard(tiny_guard, tmp_path / "flag", probe_threshold=-INF, ensemble_threshold=found[0])
+    guard = serving_guard(str(folder), tiny_backend, hold_back=2)
+    audit = Audit(monkeypatch, tiny_backend.tokenizer)
+    with LiveServer(create_app(tiny_backend, guard=guard)) as live:
+        deltas, finish = stream_chat(live.url, prompt, max_tokens=40)
+        whole = chat(live.url, prompt, max_tokens=40)
+        stats = httpx.get(f"{live.url}/v1/guard/stats").json()
+    assert finish == "content_filter" and deltas[-1] == BREAK + REFUSAL
+    released = "".join(deltas[:-1])
+    assert "".join(answer).startswith(released), "what left is a prefix of the unflagged answer"
+    assert audit.unread_sends() == []
+    assert whole["message"]["content"] == REFUSAL and whole["finish_reason"] == "content_filter"
+    assert stats["released_unread"] == 0 and stats["flagged"] == 2
+
+
+@pytest.mark.parametrize("local_server", [ESCALATED], indirect=True)
+def test_check_gives_the_served_verdict(local_server: Any, tiny_backend: Any) -> None:
+    conversation = [{"role": "user", "content": "what is the capital of france"}]
+    # 12 tokens: the random model's answer is still its tokenizer's own split of the text there
+    # (check reads the reply as text; serving reads the generated ids)
+    deltas, _ = stream_chat(local_server.url, conversation[0]["content"], max_tokens=12)
+    served = local_server.guard.recent[-1].verdict
+    answer = "".join(deltas)
+    body = {"messages": [*conversation, {"role": "assistant", "content": answer}]}
+    checked = httpx.post(f"{local_server.url}/v1/guard/check", json=body, timeout=60).json()
+    assert answer and checked["flagged"] == served["flagged"] and checked["stage"] == served["stage"]
+    for stage in ("probe", "classifier", "ensemble"):
+        assert checked["scores"][stage] == pytest.approx(served["scores"][stage], abs=1e-3), stage

@@ -19,6 +19,7 @@ configuration that disagrees with it.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -74,7 +75,7 @@ class PromptView:
         return self.ids[self.start :]
 
 
-_PREAMBLES: dict[tuple[int, str], list[int]] = {}
+_PREAMBLES: weakref.WeakKeyDictionary[Any, dict[str, list[int]]] = weakref.WeakKeyDictionary()
 
 
 def preamble(policy: Any, role: str) -> list[int]:
@@ -83,15 +84,15 @@ def preamble(policy: Any, role: str) -> list[int]:
     Found as the common prefix of two one-message conversations that differ only in content;
     a template that adds a default system prompt puts it here.
     """
-    key = (id(policy.tokenizer), role)
-    if key not in _PREAMBLES:
+    known = _PREAMBLES.setdefault(policy, {})
+    if role not in known:
         a = policy.encode([{"role": role, "content": "a"}])
         b = policy.encode([{"role": role, "content": "b"}])
         n = 0
         while n < min(len(a), len(b)) and a[n] == b[n]:
             n += 1
-        _PREAMBLES[key] = a[:n]
-    return _PREAMBLES[key]
+        known[role] = a[:n]
+    return known[role]
 
 
 def prompt_view(policy: Any, messages: list[ChatMessage], window: Window) -> PromptView:
@@ -100,8 +101,10 @@ def prompt_view(policy: Any, messages: list[ChatMessage], window: Window) -> Pro
     start = max(0, len(ids) - window.prompt_tokens)
     if window.score_from == "client" and messages:
         fixed = preamble(policy, messages[0]["role"])
-        if ids[: len(fixed)] == fixed:
-            start = max(start, len(fixed))
+        shared = 0  # where the client's first token merges into the template's, that token is scored
+        while shared < min(len(fixed), len(ids)) and ids[shared] == fixed[shared]:
+            shared += 1
+        start = max(start, shared)
     return PromptView(ids, min(start, len(ids) - 1) if ids else 0)
 
 

@@ -171,7 +171,11 @@ class _Server:
         params = [body.params(max_tokens, top, i) for i in range(body.n)]
         ident, created = new_id("chatcmpl"), now()
         if body.stream:
-            chunks = self._chat_chunks(ident, created, prompt, params, body, prompt_tokens)
+            merged = _merged([self._events(prompt, p, stream=True) for p in params])
+            # The first event is awaited before the response starts, so an upstream that is down
+            # or too slow answers 502 with a JSON error instead of a stream that dies at once.
+            first = await anext(merged, None)
+            chunks = self._chat_chunks(ident, created, first, merged, len(params), body, prompt_tokens)
             return StreamingResponse(_sse(chunks), media_type="text/event-stream")
         results = await asyncio.gather(*(self._run(prompt, p) for p in params))
         choices = []
@@ -197,8 +201,9 @@ class _Server:
         self,
         ident: str,
         created: int,
-        prompt: Prompt,
-        params: list[SamplingParams],
+        first: tuple[int, TokenEvent] | None,
+        events: AsyncGenerator[tuple[int, TokenEvent], None],
+        choices: int,
         body: ChatRequest,
         prompt_tokens: int | None,
     ) -> AsyncIterator[dict[str, Any]]:
@@ -208,7 +213,7 @@ class _Server:
             "created": created,
             "model": self.backend.name,
         }
-        for i in range(len(params)):
+        for i in range(choices):
             yield {
                 **head,
                 "choices": [
@@ -221,7 +226,7 @@ class _Server:
                 ],
             }
         produced = 0
-        async for i, event in _merged([self._events(prompt, p, stream=True) for p in params]):
+        async for i, event in _prepend(first, events):
             produced += event.token is not None
             delta = {"content": event.text} if event.text or event.finish_reason is None else {}
             logprobs = chat_logprobs([event]) if body.logprobs and event.token is not None else None
@@ -302,7 +307,9 @@ class _Server:
             }
 
 
-async def _merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int, TokenEvent]]:
+async def _merged(
+    streams: list[AsyncIterator[TokenEvent]],
+) -> AsyncGenerator[tuple[int, TokenEvent], None]:
     """Interleave several event streams as events arrive; closing this closes them all."""
     if len(streams) == 1:
         async for event in streams[0]:
@@ -334,6 +341,18 @@ async def _merged(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tup
     finally:
         for task in tasks:
             task.cancel()
+
+
+async def _prepend(
+    first: tuple[int, TokenEvent] | None, rest: AsyncGenerator[tuple[int, TokenEvent], None]
+) -> AsyncIterator[tuple[int, TokenEvent]]:
+    try:
+        if first is not None:
+            yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()
 
 
 async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections import Counter
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -58,8 +59,24 @@ class Engine:
         self.batch_window = batch_window
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: list[Job] = []  # taken from the queue but left for the next batch (worker thread only)
+        self._live: set[int] = set()  # jobs being decoded now (worker thread writes)
+        self.finished: Counter[str] = Counter()
+        """How decoded requests ended, by finish reason (``error`` for a failed decode)."""
         self._thread = threading.Thread(target=self._run, name="alignlab-engine", daemon=True)
         self._thread.start()
+
+    @property
+    def active(self) -> int:
+        """Requests being decoded right now (0 once every client has finished or left)."""
+        return len(self._live)
+
+    def _started(self, job: Job) -> None:
+        self._live.add(id(job))
+
+    def _ended(self, job: Job, reason: str) -> None:
+        if id(job) in self._live:
+            self._live.discard(id(job))
+            self.finished[reason] += 1
 
     def close(self) -> None:
         self._queue.put(None)
@@ -127,6 +144,7 @@ class Engine:
                     deferred.append(job)
                 else:
                     running[id(job)] = job
+                    self._started(job)
                     taken.append(Request(id(job), job.prompt, job.params))
             return taken
 
@@ -138,6 +156,7 @@ class Engine:
                 job = running[key]
                 if isinstance(event, BaseException):
                     del running[key]
+                    self._ended(job, "error")
                     job.put(event)
                     continue
                 if not job.hidden_states and hidden:  # this batch computes activations; this row did not ask
@@ -147,9 +166,11 @@ class Engine:
                 job.put(event)
                 if event.finish_reason is not None:
                     del running[key]
+                    self._ended(job, event.finish_reason)
         except Exception as exc:  # one bad batch must not take the server down
             log.exception("decoding %d running requests failed", len(running))
             for job in running.values():
+                self._ended(job, "error")
                 job.put(exc)
         self._held = deferred + self._held  # they start the next batch, ahead of later arrivals
 
@@ -171,6 +192,8 @@ class Engine:
 
     def _decode(self, batch: list[Job]) -> None:
         hidden = any(j.hidden_states for j in batch)
+        for job in batch:
+            self._started(job)
         try:
             events = self.backend.stream_batch(
                 [j.prompt for j in batch],
@@ -185,7 +208,10 @@ class Engine:
                         continue
                     event.hidden = None
                 job.put(event)
+                if event.finish_reason is not None:
+                    self._ended(job, event.finish_reason)
         except Exception as exc:  # one bad batch must not take the server down
             log.exception("decoding a batch of %d failed", len(batch))
             for job in batch:
+                self._ended(job, "error")
                 job.put(exc)
