@@ -57,13 +57,18 @@ class DependencyError(AlignlabError):
 
     Args:
         package: the import name that failed.
-        extra: the alignlab extra that provides it.
+        extra: the alignlab extra that provides it (several may be joined by commas).
+        needed_for: what needs it, e.g. ``"alignlab serve"``; shown in the message when given.
     """
 
-    def __init__(self, package: str, extra: str) -> None:
+    def __init__(self, package: str, extra: str, needed_for: str = "") -> None:
         self.package = package
         self.extra = extra
-        super().__init__(f"{package!r} is not installed; install it with: pip install 'alignlab[{extra}]'")
+        self.needed_for = needed_for
+        why = f" (needed for {needed_for})" if needed_for else ""
+        super().__init__(
+            f"{package!r} is not installed{why}; install it with: pip install 'alignlab[{extra}]'"
+        )
 
 
 class ToolInstallError(DependencyError):
