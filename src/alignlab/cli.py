@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -89,6 +89,12 @@ def generate(
 @typer_command(ServeConfig)
 def serve(config: ServeConfig) -> None:
     """Serve a model through an OpenAI-compatible API (127.0.0.1 by default)."""
+    from alignlab.core.extras import require
+    from alignlab.models.registry import extras_for
+
+    model = extras_for(config.model) if config.upstream is None else ()
+    guard = ("guard",) if config.guard != "none" else ()
+    require("serve", *model, *guard, needed_for="alignlab serve" + (" with a guard" if guard else ""))
     from alignlab.serve.server import serve as run
 
     run(config)
@@ -113,12 +119,26 @@ def _mount_pillars() -> None:
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning alignlab's errors into one clear line and exit code 2."""
+    """Entry point: run the CLI, turning alignlab's errors into one clear line and exit code 2.
+
+    Usage errors are typer's (a usage line and exit code 2); a missing optional module that
+    a command did not check for up front still gets the one-line hint naming its extra.
+    """
+    from alignlab.core.extras import extra_of_module
+    from alignlab.errors import DependencyError
+
     _mount_pillars()
     try:
-        app(standalone_mode=False)
+        app()
     except AlignlabError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
-    except typer.Abort:
-        sys.exit(1)
+        _fail(exc)
+    except ModuleNotFoundError as exc:
+        extra = extra_of_module(exc.name)
+        if exc.name is None or extra is None:
+            raise
+        _fail(DependencyError(exc.name, extra))
+
+
+def _fail(exc: AlignlabError) -> NoReturn:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(2)

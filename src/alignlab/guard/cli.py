@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from alignlab.core.config import typer_command
+from alignlab.core.extras import require
 from alignlab.guard.redteam import RedTeamConfig
 
 app = typer.Typer(
@@ -65,6 +66,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
 @app.command("data")
 def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
     """Build (or resume) the labelled exchange dataset a recipe describes; print its card."""
+    require("guard", needed_for="alignlab guard data")
     from alignlab.guard.recipe import load_recipe
 
     r = load_recipe(recipe)
@@ -76,6 +78,7 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
 @app.command("train")
 def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt = None) -> None:
     """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run."""
+    require("guard", needed_for="alignlab guard train")
     from alignlab.guard.recipe import load_recipe
     from alignlab.guard.train import train_guard
     from alignlab.models import load_backend
@@ -96,6 +99,7 @@ def check(
     guard: Annotated[str, typer.Option(help="default (shipped) or a guard folder")] = "default",
 ) -> None:
     """Score a conversation: the verdict, each stage's score and which stage decided."""
+    require("guard", needed_for="alignlab guard check")
     from alignlab.core.jsonl import read_jsonl
     from alignlab.guard.cascade import Guard
     from alignlab.guard.load import guard_folder, guard_policy_spec
@@ -122,6 +126,7 @@ def evaluate(
     max_per_set: Annotated[int, typer.Option(help="items per evaluation set, chosen by hash (0: all)")] = 120,
 ) -> None:
     """Evaluate on held-out data: JSON results, per-exchange scores, plots and an HTML report."""
+    require("guard", needed_for="alignlab guard eval")
     from alignlab.guard.cascade import Guard
     from alignlab.guard.classifier import ExchangeClassifier
     from alignlab.guard.evaluate import eval_items, run_eval
