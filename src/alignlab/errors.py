@@ -9,6 +9,7 @@ can catch everything at once or one branch at the right level::
     ├── DependencyError          an optional dependency is missing (names the extra)
     │   └── ToolInstallError     a tool installed on first use (garak) could not be installed
     ├── DataError                an input file is malformed (names the file and line)
+    │   └── DataNotFoundError    a dataset file is not in the data folder (names the dataset, where it looked)
     ├── SandboxError             untrusted code could not be run with the isolation asked for
     ├── ToolRunError             an external tool (garak) failed or ran too long (names its log)
     └── ModelError               a model could not do what was asked
@@ -108,6 +109,28 @@ class DataError(AlignlabError):
         self.reason = reason
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class DataNotFoundError(DataError):
+    """A file of a dataset is not in the data folder.
+
+    Args:
+        path: the file looked for.
+        dataset: the dataset it belongs to (a name ``alignlab data`` lists).
+        root: the data folder.
+        origin: how that folder was chosen (``--data-dir``, ``$ALIGNLAB_DATA`` or the default).
+    """
+
+    def __init__(self, path: str | Path, dataset: str, root: str | Path, origin: str) -> None:
+        self.dataset = dataset
+        self.root = str(Path(root).resolve())
+        super().__init__(
+            path,
+            None,
+            f"no such file, needed for the dataset {dataset!r}; looked in the data folder {self.root} "
+            f"({origin}); point alignlab at yours with --data-dir or $ALIGNLAB_DATA "
+            "(`alignlab data` lists the datasets and where they come from)",
+        )
 
 
 class SandboxError(AlignlabError):
