@@ -9,6 +9,7 @@ can catch everything at once or one branch at the right level::
     ├── DependencyError          an optional dependency is missing (names the extra)
     │   └── ToolInstallError     a tool installed on first use (garak) could not be installed
     ├── DataError                an input file is malformed (names the file and line)
+    │   └── DataNotFoundError    a dataset file is not in the data folder (names the dataset, where it looked)
     ├── SandboxError             untrusted code could not be run with the isolation asked for
     ├── ToolRunError             an external tool (garak) failed or ran too long (names its log)
     └── ModelError               a model could not do what was asked
@@ -57,13 +58,18 @@ class DependencyError(AlignlabError):
 
     Args:
         package: the import name that failed.
-        extra: the alignlab extra that provides it.
+        extra: the alignlab extra that provides it (several may be joined by commas).
+        needed_for: what needs it, e.g. ``"alignlab serve"``; shown in the message when given.
     """
 
-    def __init__(self, package: str, extra: str) -> None:
+    def __init__(self, package: str, extra: str, needed_for: str = "") -> None:
         self.package = package
         self.extra = extra
-        super().__init__(f"{package!r} is not installed; install it with: pip install 'alignlab[{extra}]'")
+        self.needed_for = needed_for
+        why = f" (needed for {needed_for})" if needed_for else ""
+        super().__init__(
+            f"{package!r} is not installed{why}; install it with: pip install 'alignlab[{extra}]'"
+        )
 
 
 class ToolInstallError(DependencyError):
@@ -103,6 +109,28 @@ class DataError(AlignlabError):
         self.reason = reason
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {reason}")
+
+
+class DataNotFoundError(DataError):
+    """A file of a dataset is not in the data folder.
+
+    Args:
+        path: the file looked for.
+        dataset: the dataset it belongs to (a name ``alignlab data`` lists).
+        root: the data folder.
+        origin: how that folder was chosen (``--data-dir``, ``$ALIGNLAB_DATA`` or the default).
+    """
+
+    def __init__(self, path: str | Path, dataset: str, root: str | Path, origin: str) -> None:
+        self.dataset = dataset
+        self.root = str(Path(root).resolve())
+        super().__init__(
+            path,
+            None,
+            f"no such file, needed for the dataset {dataset!r}; looked in the data folder {self.root} "
+            f"({origin}); point alignlab at yours with --data-dir or $ALIGNLAB_DATA "
+            "(`alignlab data` lists the datasets and where they come from)",
+        )
 
 
 class SandboxError(AlignlabError):

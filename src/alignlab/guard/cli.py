@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from alignlab.core.config import typer_command
+from alignlab.core.extras import require
 from alignlab.guard.redteam import RedTeamConfig
 
 app = typer.Typer(
@@ -65,6 +66,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
 @app.command("data")
 def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
     """Build (or resume) the labelled exchange dataset a recipe describes; print its card."""
+    require("guard", needed_for="alignlab guard data")
     from alignlab.guard.recipe import load_recipe
 
     r = load_recipe(recipe)
@@ -76,6 +78,7 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
 @app.command("train")
 def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt = None) -> None:
     """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run."""
+    require("guard", needed_for="alignlab guard train")
     from alignlab.guard.recipe import load_recipe
     from alignlab.guard.train import train_guard
     from alignlab.models import load_backend
@@ -108,6 +111,7 @@ def check(
     With --input, every line gets a verdict (or an error record naming the line) written as it
     goes; a rerun resumes.
     """
+    require("guard", needed_for="alignlab guard check")
     from alignlab.guard.load import load_guard
 
     if (message is None) == (input is None):
@@ -134,6 +138,7 @@ def evaluate(
     max_per_set: Annotated[int, typer.Option(help="items per evaluation set, chosen by hash (0: all)")] = 120,
 ) -> None:
     """Evaluate on held-out data: JSON results, per-exchange scores, plots and an HTML report."""
+    require("guard", needed_for="alignlab guard eval")
     from alignlab.guard.classifier import ExchangeClassifier
     from alignlab.guard.evaluate import eval_items, run_eval
     from alignlab.guard.load import load_guard

@@ -31,6 +31,7 @@ class EvalItem:
 
 def load_eval_sets(root: Path, max_per_set: int = 0) -> list[EvalItem]:
     """All evaluation items, at most ``max_per_set`` per set (chosen by hash; 0 means all)."""
+    from alignlab.core.datasets import dataset_file
     from alignlab.core.jsonl import read_jsonl
 
     sets: dict[str, list[EvalItem]] = {}
@@ -39,15 +40,15 @@ def load_eval_sets(root: Path, max_per_set: int = 0) -> list[EvalItem]:
         sets.setdefault(name, []).append(EvalItem(ident, text, label, name))
 
     for version in ("arena_hard_v0_1", "arena_hard_v2_0"):
-        for r in read_jsonl(root / "benign" / version / "prompts.jsonl"):
+        for r in read_jsonl(dataset_file(root, f"benign/{version}/prompts.jsonl")):
             add("arena_hard", str(r["id"]), str(r["prompt"]), 0)
     for name in ("mt_bench", "coconot_contrast"):
-        for r in read_jsonl(root / "benign" / name / "prompts.jsonl"):
+        for r in read_jsonl(dataset_file(root, f"benign/{name}/prompts.jsonl")):
             add(name, str(r["id"]), str(r["prompt"]), 0)
-    for r in read_jsonl(root / "xstest" / "prompts.jsonl"):
+    for r in read_jsonl(dataset_file(root, "xstest/prompts.jsonl")):
         safe = r.get("label") == "safe"
         add("xstest_safe" if safe else "xstest_unsafe", str(r["id"]), str(r["prompt"]), int(not safe))
-    for r in read_jsonl(root / "cyberseceval" / "prompts.jsonl"):
+    for r in read_jsonl(dataset_file(root, "cyberseceval/prompts.jsonl")):
         text = str(r["prompt"])
         if r.get("subset") == "mitre_frr" and half(text, "mitre_frr") == 1:
             add("mitre_frr_heldout", str(r["id"]), text, 0)

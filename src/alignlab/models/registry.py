@@ -10,6 +10,8 @@ from alignlab.models.base import Backend
 
 Factory = Callable[[str], Backend]
 BACKENDS: Registry[Factory] = Registry("model backend")
+NEEDS = {"hf": "hf", "smollm2": "hf"}
+"""The extra each backend kind needs beyond the base install."""
 
 
 def _hf(arg: str) -> Backend:
@@ -44,9 +46,29 @@ BACKENDS.register("scripted", _scripted)
 BACKENDS.register("smollm2", _smollm2)
 
 
-def load(spec: str) -> Backend:
-    """Build the backend for ``spec`` (see :mod:`alignlab.models` for the forms)."""
+def _parse(spec: str) -> tuple[str, str]:
     kind, _, arg = spec.partition(":")
     if kind not in BACKENDS and (Path(spec).is_dir() or spec.endswith(".gguf")):
         kind, arg = "hf", spec
-    return BACKENDS.get(kind)(arg)
+    return kind, arg
+
+
+def extras_for(spec: str) -> tuple[str, ...]:
+    """The extras the backend ``spec`` names needs (none for ``openai`` and ``scripted``)."""
+    extra = NEEDS.get(_parse(spec)[0])
+    return (extra,) if extra else ()
+
+
+def load(spec: str) -> Backend:
+    """Build the backend for ``spec`` (see :mod:`alignlab.models` for the forms).
+
+    Raises:
+        UnknownNameError: no backend kind of that name.
+        DependencyError: the backend's extra is not installed (checked before any download or load).
+    """
+    from alignlab.core.extras import require
+
+    kind, arg = _parse(spec)
+    factory = BACKENDS.get(kind)
+    require(*extras_for(spec), needed_for=f"the model {spec!r}")
+    return factory(arg)

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from alignlab.core.config import typer_command
+from alignlab.core.extras import require
 from alignlab.prefs.distill import DistillConfig
 from alignlab.prefs.hhh import EvalConfig
 from alignlab.prefs.pmp import PMPConfig
@@ -50,6 +51,7 @@ def data(
 @typer_command(TrainConfig)
 def train_command(config: TrainConfig) -> None:
     """Train a preference model (ranked, binary or imitation); resumes from --output."""
+    require("prefs", needed_for="alignlab prefs train")
     from alignlab.prefs.train import train, training_data
 
     rankings, loaded = training_data(config)
@@ -63,6 +65,7 @@ def train_command(config: TrainConfig) -> None:
 @typer_command(PMPConfig)
 def pmp_command(config: PMPConfig) -> None:
     """Preference-model pre-training, then fine-tuning from it, in one go."""
+    require("prefs", needed_for="alignlab prefs pmp")
     from alignlab.prefs.pmp import run_pmp
 
     first, second = run_pmp(config)
@@ -78,6 +81,7 @@ def eval_command(
     output: Annotated[Path | None, typer.Option(help="write the reports as JSON here")] = None,
 ) -> None:
     """Accuracy of a preference model, or of a language model by log-probability, on a suite."""
+    require("prefs", needed_for="alignlab prefs eval")
     from alignlab.prefs.hhh import run_eval
 
     reports = run_eval(config)
@@ -94,6 +98,7 @@ def distill_command(
     hhh: Annotated[bool, typer.Option(help="also report HHH accuracy: prompted, distilled and plain")] = True,
 ) -> None:
     """Context-distil the HHH prompt into the model; report KL to the teacher before and after."""
+    require("prefs", needed_for="alignlab prefs distill")
     from alignlab.prefs.distill import distill, load_lm
     from alignlab.prefs.hhh import evaluate_lm, suite_rankings
     from alignlab.prefs.prompt import load_prompt

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from alignlab.core.datadir import DATA_ENV, data_root
+from alignlab.core.datadir import data_root
 from alignlab.core.registry import Registry
 from alignlab.errors import ConfigError, DataError
 
@@ -329,23 +329,27 @@ def load_source(spec: str, data_dir: str | Path | None = None) -> Loaded:
 
     Raises:
         ConfigError: an unknown kind (with a suggestion).
+        DataNotFoundError: a named source is not in the data folder (names the folder looked in).
         DataError: the files are missing or malformed.
     """
-    root = data_root(data_dir)
+    from alignlab.core.datasets import dataset_file
+
     defaults = {
-        "hh": root / "hh-rlhf" / "harmless-base-test.jsonl.gz",
-        "hh-harmless": root / "hh-rlhf" / "harmless-base-test.jsonl.gz",
-        "hhh": root / "hhh_alignment",
-        "stackexchange": root / "stackexchange",
+        "hh": "hh-rlhf/harmless-base-test.jsonl.gz",
+        "hh-harmless": "hh-rlhf/harmless-base-test.jsonl.gz",
+        "hhh": "hhh_alignment",
+        "stackexchange": "stackexchange",
     }
     kind, _, where = spec.partition(":")
     loader = SOURCES.get(kind)
-    path = Path(where) if where else defaults.get(kind)
-    if path is None:
+    if where:
+        path = Path(where)
+        if not path.exists():
+            raise DataError(path, None, "no such file or folder")
+        return loader(path)
+    if kind not in defaults:
         raise ConfigError(f"data spec {spec!r} needs a path: {kind}:PATH")
-    if not path.exists():
-        raise DataError(path, None, f"no such file or folder; set --data-dir or ${DATA_ENV}")
-    return loader(path)
+    return loader(dataset_file(data_root(data_dir), defaults[kind]))
 
 
 SOURCES: Registry[Callable[[Path], Loaded]] = Registry("preference data kind")
