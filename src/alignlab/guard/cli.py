@@ -30,14 +30,27 @@ def _work(recipe: Any) -> Path:
     return Path(cache_root() / "guard" / str(recipe.name))
 
 
-def _existing(recipe: Any) -> list[dict[str, Any]]:
+def _data_folder(recipe: Any, data_dir: Path | None) -> Path:
+    """The recipe's exchange dataset folder, keyed by what the data depends on (no stale data reused)."""
+    from alignlab.guard.constitution import load_constitution
+    from alignlab.guard.fingerprint import data_fingerprint
+    from alignlab.guard.seeds import data_dir as find_data
+
+    fingerprint = data_fingerprint(recipe, load_constitution(recipe.constitution), find_data(data_dir))
+    return _work(recipe) / f"data-{fingerprint[:16]}"
+
+
+def _existing(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     """The exchanges a recipe's data step wrote (without generating more)."""
     from alignlab.core.results import ResultsFile
     from alignlab.errors import ConfigError
 
-    path = _work(recipe) / "data" / "exchanges.jsonl"
+    path = _data_folder(recipe, data_dir) / "exchanges.jsonl"
     if not path.is_file():
-        raise ConfigError(f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first")
+        raise ConfigError(
+            f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first "
+            "(about 30 minutes of policy answers on a 2-core CPU for the default recipe)"
+        )
     from alignlab.guard.dataset import selected
 
     return selected(recipe, ResultsFile(path, "id").records())
@@ -55,7 +68,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     path = dataset.build(
         recipe,
         load_constitution(recipe.constitution),
-        _work(recipe) / "data",
+        _data_folder(recipe, data_dir),
         policy=policy,
         root=find_data(data_dir),
         generator=generator,
@@ -71,8 +84,9 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
 
     r = load_recipe(recipe)
     records = _data(r, data_dir)
-    typer.echo((_work(r) / "data" / "card.json").read_text())
-    typer.echo(f"{len(records)} exchanges in {_work(r) / 'data'}", err=True)
+    folder = _data_folder(r, data_dir)
+    typer.echo((folder / "card.json").read_text())
+    typer.echo(f"{len(records)} exchanges in {folder}", err=True)
 
 
 @app.command("train")
@@ -151,7 +165,7 @@ def evaluate(
     baselines = {
         v: ExchangeClassifier.load(folder / f"{v}_classifier", g.policy.model) for v in ("input", "output")
     }
-    test = [x for x in _existing(r) if x["split"] == "test"]
+    test = [x for x in _existing(r, data_dir) if x["split"] == "test"]
     items = eval_items(find_data(data_dir), test, r.held_out_families, max_per_set, r.seed)
     target = out or _work(r) / "eval"
     summary = run_eval(g, baselines, items, target, r.response_tokens)
