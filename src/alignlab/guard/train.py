@@ -103,9 +103,8 @@ def train_guard(
     """
     from alignlab.guard.cascade import calibrate
     from alignlab.guard.features import extract, probe_layers
-    from alignlab.guard.probe import max_scores, train_probe
-
     from alignlab.guard.fingerprint import claim, guard_fingerprint
+    from alignlab.guard.probe import max_scores, train_probe
 
     started = time.perf_counter()
     fingerprint = guard_fingerprint(recipe, records)
