@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from guard_data import data_folder
+from guard_data import data_folder, tiny_records
 
 from alignlab.guard.constitution import load_constitution
 from alignlab.guard.fingerprint import claim, data_fingerprint
@@ -32,8 +32,6 @@ def test_the_data_key_moves_with_recipe_constitution_and_data(tmp_path: Path) ->
 
 
 def test_a_changed_recipe_retrains_instead_of_reusing(tiny_backend: Any, tmp_path: Path) -> None:
-    from conftest import tiny_records
-
     from alignlab.guard.train import train_guard
 
     recipe = Recipe(
