@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,7 +98,11 @@ def main() -> None:
     parser.add_argument(
         "--borderline-share", type=float, default=0.25, help="share of clients sending borderline requests"
     )
-    parser.add_argument("--data-dir", default=None, help="shared datasets folder (default: ../shared/data)")
+    parser.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+        help="shared datasets folder (default: ../shared/data beside the project)",
+    )
     args = parser.parse_args()
     prompts = mix(args.clients, args.borderline_share, args.data_dir)
     rounds: dict[str, list[dict[str, Any]]] = {"none": [], "default": []}

@@ -93,14 +93,14 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
 def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt = None) -> None:
     """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run."""
     require("guard", needed_for="alignlab guard train")
+    from alignlab.guard.policy import load_policy
     from alignlab.guard.recipe import load_recipe
     from alignlab.guard.train import train_guard
-    from alignlab.models import load_backend
 
     r = load_recipe(recipe)
     records = _data(r, data_dir)
     target = out or _work(r) / "guard"
-    card = train_guard(r, records, load_backend(r.policy), _work(r) / "work", target)
+    card = train_guard(r, records, load_policy(r.policy), _work(r) / "work", target)
     typer.echo(json.dumps(card["thresholds"], indent=2))
     typer.echo(f"guard written to {target}", err=True)
 

@@ -20,6 +20,7 @@ import torch
 from alignlab.guard.classifier import ExchangeClassifier, pad, streaming_loss
 from alignlab.guard.dataset import unit_hash
 from alignlab.guard.features import Tokens, View, tokens_of
+from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.recipe import Recipe
 
 VIEWS: tuple[View, ...] = ("exchange", "input", "output")
@@ -83,7 +84,9 @@ def exchange_scores(model: ExchangeClassifier, rows: Sequence[list[int]]) -> lis
     return [max(s) for s in model.token_scores(list(rows))]
 
 
-def view_tokens(policy: Any, records: Sequence[dict[str, Any]], recipe: Recipe) -> dict[View, list[Tokens]]:
+def view_tokens(
+    policy: GuardPolicy, records: Sequence[dict[str, Any]], recipe: Recipe
+) -> dict[View, list[Tokens]]:
     return {
         view: [
             tokens_of(policy, r["messages"], r["response"], view=view, window=recipe.window) for r in records
@@ -93,7 +96,7 @@ def view_tokens(policy: Any, records: Sequence[dict[str, Any]], recipe: Recipe) 
 
 
 def train_guard(
-    recipe: Recipe, records: list[dict[str, Any]], policy: Any, work: Path, out: Path
+    recipe: Recipe, records: list[dict[str, Any]], policy: GuardPolicy, work: Path, out: Path
 ) -> dict[str, Any]:
     """Train every part of the guard from labelled exchanges; write it to ``out``; return its card.
 
