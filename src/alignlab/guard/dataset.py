@@ -107,6 +107,7 @@ def build(
     else:
         seeds = gather_seeds(recipe, constitution, root, generator)
         write_jsonl(seeds_path, [asdict(s) for s in seeds])
+    seeds, decontamination = clean(recipe, seeds, root, out)
     # A stable shuffled order (by id, a hash): any prefix is an unbiased sample of every source.
     todo_all = sorted(examples(recipe, seeds), key=lambda e: str(e["id"]))
     if recipe.max_examples:
@@ -132,8 +133,32 @@ def build(
                 results.append({**example, "response": gen.text})
             bar.update(task, advance=len(chunk))
     wanted = {e["id"] for e in todo_all}
-    write_card(out, [r for r in results.records() if r["id"] in wanted], recipe)
+    write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, decontamination)
     return results.path
+
+
+def clean(
+    recipe: Recipe, seeds: list[Seed], root: Path | None, out: Path
+) -> tuple[list[Seed], dict[str, Any]]:
+    """``seeds`` without any that repeat an evaluation item, and the report (cached in ``out``)."""
+    from alignlab.guard.decontam import Decontaminator, Reference, decontaminate, load_embedder
+    from alignlab.guard.evalsets import load_eval_sets
+
+    refs = [Reference(i.id, i.set, i.text) for i in load_eval_sets(root)] if root is not None else []
+    settings = [recipe.decontam_jaccard, recipe.decontam_cosine, recipe.decontam_embedder]
+    key = hashlib.sha256(
+        json.dumps([[s.text for s in seeds], [[r.id, r.text] for r in refs], settings]).encode()
+    ).hexdigest()
+    cache = out / "decontamination.json"
+    if cache.is_file() and (known := json.loads(cache.read_text())).get("key") == key:
+        report = known["report"]
+    else:
+        embedder = None if recipe.decontam_embedder == "none" else load_embedder(recipe.decontam_embedder)
+        checker = Decontaminator(refs, recipe.decontam_jaccard, recipe.decontam_cosine, embedder)
+        _, report = decontaminate(seeds, lambda s: s.text, lambda s: s.source, checker)
+        cache.write_text(json.dumps({"key": key, "report": report}, indent=2) + "\n")
+    dropped = {m["text"] for m in report["matches"]}
+    return [s for s in seeds if s.text[:200] not in dropped], report
 
 
 def selected(recipe: Recipe, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -142,9 +167,14 @@ def selected(recipe: Recipe, records: list[dict[str, Any]]) -> list[dict[str, An
     return ordered[: recipe.max_examples] if recipe.max_examples else ordered
 
 
-def write_card(out: Path, records: list[dict[str, Any]], recipe: Recipe) -> None:
-    """``card.json``: counts per split, label, category, source and augmentation."""
+def write_card(
+    out: Path, records: list[dict[str, Any]], recipe: Recipe, decontamination: dict[str, Any] | None = None
+) -> None:
+    """``card.json``: counts per split, label, category, source and augmentation; decontamination's drops."""
     card: dict[str, Any] = {"recipe": asdict(recipe), "total": len(records)}
+    if decontamination is not None:
+        card["decontamination"] = {k: v for k, v in decontamination.items() if k != "matches"}
+        card["decontamination"]["matches"] = decontamination["matches"][:50]
     for key in ("split", "label", "category", "source", "augmentation"):
         card[f"by_{key}"] = dict(Counter(str(r[key]) for r in records).most_common())
     card["by_split_and_label"] = dict(Counter(f"{r['split']}/{r['label']}" for r in records))

@@ -1,8 +1,9 @@
 """Fingerprints that key every stored part of a guard, so nothing stale is ever reused.
 
-The data folder is keyed by the recipe fields that shape the data, the constitution and the
-dataset seeds read from the shared data; a trained guard (classifiers, probe, thresholds and
-cached activations) by every recipe field and the exchanges it was trained on. Changing any
+The data folder is keyed by the recipe fields that shape the data, the constitution, the
+dataset seeds read from the shared data and the evaluation items it is decontaminated
+against; a trained guard (classifiers, probe, thresholds and cached activations) by every
+recipe field and the exchanges it was trained on. Changing any
 of them gives a new fingerprint: a new data folder, and a guard folder whose stale parts are
 removed and rebuilt. The guard's ``guard.json`` and card record the fingerprint.
 """
@@ -34,6 +35,9 @@ DATA_FIELDS = (
     "test_fraction",
     "response_tokens",
     "seed",
+    "decontam_jaccard",
+    "decontam_cosine",
+    "decontam_embedder",
 )
 """Recipe fields the exchange dataset depends on (the rest only shape training)."""
 
@@ -53,11 +57,15 @@ def digest(value: Any) -> str:
 
 def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | None) -> str:
     """The exchange dataset's key: its recipe fields, the constitution and the dataset seeds."""
+    from alignlab.guard.evalsets import load_eval_sets
     from alignlab.guard.seeds import dataset_seeds
 
     seeds = [asdict(s) for s in dataset_seeds(root, recipe.max_per_source)] if root is not None else []
+    evaluation = [asdict(i) for i in load_eval_sets(root)] if root is not None else []
     fields = {name: getattr(recipe, name) for name in DATA_FIELDS}
-    return digest({"recipe": fields, "constitution": asdict(constitution), "seeds": seeds})
+    return digest(
+        {"recipe": fields, "constitution": asdict(constitution), "seeds": seeds, "evaluation": evaluation}
+    )
 
 
 def guard_fingerprint(recipe: Recipe, records: Sequence[dict[str, Any]]) -> str:

@@ -70,6 +70,15 @@ class Recipe:
     target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")
     target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")
     probe_weight: float = option(0.55, "weight of the probe in the stage-2 ensemble (classifier: 1 - this)")
+    decontam_jaccard: float = option(
+        0.6, "drop training items with this character 5-gram Jaccard to any evaluation item (or more)"
+    )
+    decontam_cosine: float = option(
+        0.85, "drop training items this close (embedding cosine) to an evaluation item"
+    )
+    decontam_embedder: str = option(
+        "minilm", "sentence embedder for the paraphrase check: minilm, a model folder, or none (skip it)"
+    )
     seed: int = option(0, "random seed for sampling, augmentation and training")
 
     def __post_init__(self) -> None:
