@@ -104,7 +104,7 @@ def base_config(size: dict[str, Any], seed: int, output: Path) -> Any:
         objective="ranked",
         checkpoint_every=0,
         resume=False,
-        output=str(output),
+        out=str(output),
     )
 
 
