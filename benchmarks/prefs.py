@@ -157,7 +157,7 @@ def pretrained(
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per condition and suite: mean and spread over seeds, and one run's Wilson interval at the mean."""
-    from alignlab.prefs.hhh import wilson
+    from alignlab.core.intervals import wilson
 
     rows = []
     for condition in dict.fromkeys(r["condition"] for r in records):
