@@ -3,11 +3,16 @@
 Starts ``alignlab serve --model smollm2`` twice on 127.0.0.1 — with ``--guard none`` and with
 ``--guard default`` — and runs the same bounded load against each in alternating rounds:
 ``--clients`` streaming clients for ``--seconds`` seconds, each sending benign chat requests
-one after another. Reports errors, p50/p95/p99 latency, time to first token and tokens/s
-(medians over rounds, each round kept), and the guard's cost in tokens/s. Only one server is
-loaded at a time; the idle one waits.
+one after another. A share of the clients (``--borderline-share``) send borderline requests
+from the guard's *training* sources instead (CyberSecEval's borderline-benign cyber prompts and
+CoCoNot's harmful ones: data the guard was fitted on, never evaluation data), so some
+exchanges escalate and the exchange classifier's per-token reads are in the figure. Reports
+errors, p50/p95/p99 latency, time to first token and tokens/s (medians over rounds, each round
+kept), the guard's cost in tokens/s and its counters (escalations, flags, ``released_unread``).
+Only one server is loaded at a time; the idle one waits.
 
     python benchmarks/guard_load.py [--clients 32] [--seconds 60] [--tokens 32] [--rounds 3]
+        [--borderline-share 0.25] [--data-dir ../shared/data]
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,14 +28,36 @@ from common import median, percentile, served, write
 from models import chats
 from serve import one
 
+BORDERLINE_SOURCES = ("cyberseceval:mitre_frr", "coconot:harmful")
 
-async def load(url: str, clients: int, seconds: float, tokens: int) -> dict[str, Any]:
+
+def borderline(data_dir: str | None, n: int) -> list[Any]:
+    """``n`` borderline chats from the guard's training sources, alternating sources, first by hash."""
+    from alignlab.guard.seeds import data_dir as find_data
+    from alignlab.guard.seeds import dataset_seeds
+
+    seeds = [s for s in dataset_seeds(find_data(data_dir), 10**6) if s.source in BORDERLINE_SOURCES]
+    by_source = [[s for s in seeds if s.source == src] for src in BORDERLINE_SOURCES]
+    mixed = [pool[i] for i in range(n) for pool in by_source if i < len(pool)][:n]
+    return [[{"role": "user", "content": s.text}] for s in mixed]
+
+
+def mix(clients: int, share: float, data_dir: str | None) -> list[Any]:
+    """The clients' chats: benign everyday requests, every ``1/share``-th one borderline."""
+    prompts = chats(clients)
+    picks = [i for i in range(clients) if share > 0 and int((i + 1) * share) > int(i * share)]
+    for i, chat in zip(picks, borderline(data_dir, len(picks)), strict=False):
+        prompts[i] = chat
+    return prompts
+
+
+async def load(url: str, prompts: list[Any], seconds: float, tokens: int) -> dict[str, Any]:
     latencies: list[float] = []
     firsts: list[float] = []
     produced = 0
     errors = 0
     deadline = time.perf_counter() + seconds
-    prompts = chats(clients)
+    clients = len(prompts)
 
     async def client(http: httpx.AsyncClient, i: int) -> None:
         nonlocal produced, errors
@@ -67,7 +95,16 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="alternating rounds per server; medians reported"
     )
+    parser.add_argument(
+        "--borderline-share", type=float, default=0.25, help="share of clients sending borderline requests"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"),
+        help="shared datasets folder (default: ../shared/data beside the project)",
+    )
     args = parser.parse_args()
+    prompts = mix(args.clients, args.borderline_share, args.data_dir)
     rounds: dict[str, list[dict[str, Any]]] = {"none": [], "default": []}
     with (
         served("--model", "smollm2", "--guard", "none") as plain,
@@ -75,10 +112,10 @@ def main() -> None:
     ):
         urls = {"none": plain, "default": guarded}
         for url in urls.values():
-            asyncio.run(load(url, 4, 5, 4))  # warm-up, untimed
+            asyncio.run(load(url, prompts[:4], 5, 4))  # warm-up, untimed
         for i in range(args.rounds):  # alternate, so background load falls on both servers alike
             for guard, url in urls.items():
-                rounds[guard].append(asyncio.run(load(url, args.clients, args.seconds, args.tokens)))
+                rounds[guard].append(asyncio.run(load(url, prompts, args.seconds, args.tokens)))
                 print(f"round {i} guard={guard}: {rounds[guard][-1]['tok_s']:.1f} tok/s", flush=True)
         stats = httpx.get(f"{guarded}/v1/guard/stats").json()
     summary = {guard: summarise(runs) for guard, runs in rounds.items()}
@@ -89,6 +126,8 @@ def main() -> None:
             "seconds": args.seconds,
             "max_tokens": args.tokens,
             "rounds": args.rounds,
+            "borderline_share": args.borderline_share,
+            "borderline_sources": list(BORDERLINE_SOURCES),
             "unguarded": summary["none"],
             "guarded": {**summary["default"], "guard_stats": stats},
             "guard_tok_s_cost": 1 - summary["default"]["tok_s"] / summary["none"]["tok_s"],

@@ -5,46 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from guard_data import data_folder
+
 from alignlab.guard.constitution import load_constitution
 from alignlab.guard.dataset import build, examples, split_of
 from alignlab.guard.recipe import Recipe
-from alignlab.guard.seeds import BENIGN_TRAINING, Seed, dataset_seeds
+from alignlab.guard.seeds import Seed, dataset_seeds
 from alignlab.models.scripted import ScriptedBackend
-
-
-def data_folder(root: Path) -> Path:
-    def write(rel: str, rows: list[dict[str, object]]) -> None:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    write(
-        "coconot/prompts.jsonl",
-        [
-            {
-                "prompt": f"dangerous thing {i}",
-                "category": "Requests with safety concerns",
-                "subcategory": "dangerous or sensitive topics",
-            }
-            for i in range(4)
-        ]
-        + [
-            {
-                "prompt": "fake news please",
-                "category": "Requests with safety concerns",
-                "subcategory": "misinformation",
-            },
-            {"prompt": "what is it", "category": "Incomplete requests", "subcategory": "underspecified"},
-        ],
-    )
-    write(
-        "cyberseceval/prompts.jsonl",
-        [{"prompt": f"hack {i}", "subset": "interpreter"} for i in range(3)]
-        + [{"prompt": f"defend {i}", "subset": "mitre_frr"} for i in range(8)],
-    )
-    for name in BENIGN_TRAINING:
-        write(f"benign/{name}/prompts.jsonl", [{"prompt": f"{name} question {i}"} for i in range(3)])
-    return root
 
 
 def test_seeds_respect_the_data_discipline(tmp_path: Path) -> None:

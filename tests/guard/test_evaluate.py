@@ -94,3 +94,27 @@ def test_eval_writes_the_table_and_reuses_answers_for_a_new_guard(
     assert {i: r["response"] for i, r in second.items()} == {i: r["response"] for i, r in first.items()}
     assert again["escalation_rate"] == 0.0  # scored afresh under the new guard's thresholds
     assert again["production"]["recall"]["rate"] == 0.0
+
+
+def test_one_bad_item_costs_one_item(
+    tiny_backend: Any, tiny_guard: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alignlab.guard.scoring as scoring
+
+    real = scoring.tokens_of
+
+    def poisoned(policy: Any, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        if "hello 2" in messages[-1]["content"]:
+            raise ValueError("cannot tokenise this item")
+        return real(policy, messages, *args, **kwargs)
+
+    monkeypatch.setattr(scoring, "tokens_of", poisoned)
+    long = {"id": "long", "set": "arena_hard", "label": 0, "augmentation": "plain"}
+    long["messages"] = [{"role": "user", "content": "the lazy dog " * 400}]  # far past the tiny context
+    out = tmp_path / "eval"
+    summary = run_eval(*load(tiny_backend, tiny_guard), [*items(), long], out, max_tokens=4)
+    errors = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in errors] == ["b2"] and "cannot tokenise" in errors[0]["error"]
+    assert (
+        summary["errors"] == 1 and summary["production"]["sets"]["arena_hard"]["n"] == 4
+    )  # b0, b1, b3, long

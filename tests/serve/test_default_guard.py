@@ -74,3 +74,20 @@ def test_the_default_guard_refuses_harm_and_answers_the_rest(server: Any) -> Non
     assert all(finish in ("stop", "length") for _, finish in benign)
     assert all(text and REFUSAL not in text for text, _ in benign)
     assert server.guard.stats.released_unread == 0 and server.guard.stats.released > 0
+
+
+def test_flagged_non_streamed_replies_are_the_refusal_alone(server: Any) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    replies = []
+    for q in HARMFUL:
+        reply = client.chat.completions.create(
+            model="smollm2", messages=[{"role": "user", "content": q}], max_tokens=24, temperature=0
+        ).choices[0]
+        if reply.finish_reason == "content_filter":
+            replies.append(reply.message.content)
+    assert len(replies) >= 2 and set(replies) == {REFUSAL}, "byte-identical: the stage that fired is not told"
+    stats = server.guard.stats
+    assert stats.classifier_exchanges > 0, "escalated traffic was in the mix"
+    assert stats.released_unread == 0

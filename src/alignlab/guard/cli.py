@@ -31,14 +31,27 @@ def _work(recipe: Any) -> Path:
     return Path(cache_root() / "guard" / str(recipe.name))
 
 
-def _existing(recipe: Any) -> list[dict[str, Any]]:
+def _data_folder(recipe: Any, data_dir: Path | None) -> Path:
+    """The recipe's exchange dataset folder, keyed by what the data depends on (no stale data reused)."""
+    from alignlab.guard.constitution import load_constitution
+    from alignlab.guard.fingerprint import data_fingerprint
+    from alignlab.guard.seeds import data_dir as find_data
+
+    fingerprint = data_fingerprint(recipe, load_constitution(recipe.constitution), find_data(data_dir))
+    return _work(recipe) / f"data-{fingerprint[:16]}"
+
+
+def _existing(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     """The exchanges a recipe's data step wrote (without generating more)."""
     from alignlab.core.results import ResultsFile
     from alignlab.errors import ConfigError
 
-    path = _work(recipe) / "data" / "exchanges.jsonl"
+    path = _data_folder(recipe, data_dir) / "exchanges.jsonl"
     if not path.is_file():
-        raise ConfigError(f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first")
+        raise ConfigError(
+            f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first "
+            "(about 30 minutes of policy answers on a 2-core CPU for the default recipe)"
+        )
     from alignlab.guard.dataset import selected
 
     return selected(recipe, ResultsFile(path, "id").records())
@@ -56,7 +69,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     path = dataset.build(
         recipe,
         load_constitution(recipe.constitution),
-        _work(recipe) / "data",
+        _data_folder(recipe, data_dir),
         policy=policy,
         root=find_data(data_dir),
         generator=generator,
@@ -72,8 +85,9 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
 
     r = load_recipe(recipe)
     records = _data(r, data_dir)
-    typer.echo((_work(r) / "data" / "card.json").read_text())
-    typer.echo(f"{len(records)} exchanges in {_work(r) / 'data'}", err=True)
+    folder = _data_folder(r, data_dir)
+    typer.echo((folder / "card.json").read_text())
+    typer.echo(f"{len(records)} exchanges in {folder}", err=True)
 
 
 RECIPE = Base(
@@ -92,12 +106,12 @@ def train(r: Recipe, data_dir: DataOpt = None, out: OutOpt = None) -> None:
     Every recipe field is an option; those not given keep the --recipe file's value.
     """
     require("guard", needed_for="alignlab guard train")
+    from alignlab.guard.policy import load_policy
     from alignlab.guard.train import train_guard
-    from alignlab.models import load_backend
 
     records = _data(r, data_dir)
     target = out or _work(r) / "guard"
-    card = train_guard(r, records, load_backend(r.policy), _work(r) / "work", target)
+    card = train_guard(r, records, load_policy(r.policy), _work(r) / "work", target)
     typer.echo(json.dumps(card["thresholds"], indent=2))
     typer.echo(f"guard written to {target}", err=True)
 
@@ -162,7 +176,7 @@ def evaluate(
     baselines = {
         v: ExchangeClassifier.load(folder / f"{v}_classifier", g.policy.model) for v in ("input", "output")
     }
-    test = [x for x in _existing(r) if x["split"] == "test"]
+    test = [x for x in _existing(r, data_dir) if x["split"] == "test"]
     items = eval_items(find_data(data_dir), test, r.held_out_families, max_per_set, r.seed)
     target = out or _work(r) / "eval"
     summary = run_eval(g, baselines, items, target, r.response_tokens)

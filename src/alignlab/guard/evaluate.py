@@ -12,11 +12,14 @@ sets, attack success per held-out augmentation family, universality, compute rel
 the exchange classifier (FLOPs from parameter counts, and measured seconds), escalation
 rate; plus the Spearman correlation of probe and classifier scores, ROC curves and a
 cost-versus-recall plot. Per-exchange scores are appended as they are made; a rerun resumes.
+An item that cannot be scored gets a line in ``errors.jsonl`` (its id, set and the error) and
+the run goes on; the summary counts them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from alignlab.core.intervals import wilson
 from alignlab.guard.evalsets import BENIGN_TRAFFIC, HARMFUL, OVER_REFUSAL
 
 Rule = Callable[[dict[str, Any]], bool]
+log = logging.getLogger(__name__)
 
 
 def systems(t: dict[str, float]) -> dict[str, Rule]:
@@ -315,6 +319,24 @@ def per_token_flops(guard: Any) -> dict[str, float]:
     return {"policy": policy, "classifier": classifier, "probe": probe}
 
 
+def _scored(
+    guard: Any, baselines: dict[str, Any], group: list[dict[str, Any]], max_tokens: int, errors: Any
+) -> list[dict[str, Any]]:
+    """``score_batch`` on a group; where it fails, item by item, so one bad item costs one item."""
+    from alignlab.guard.scoring import score_batch
+
+    try:
+        return list(score_batch(guard, baselines, group, max_tokens))
+    except Exception as exc:
+        if len(group) == 1:
+            log.exception("evaluation item %s failed; recorded in errors.jsonl", group[0]["id"])
+            errors.append(
+                {"id": group[0]["id"], "set": group[0].get("set"), "error": f"{type(exc).__name__}: {exc}"}
+            )
+            return []
+    return [r for item in group for r in _scored(guard, baselines, [item], max_tokens, errors)]
+
+
 def run_eval(
     guard: Any,
     baselines: dict[str, Any],
@@ -326,11 +348,11 @@ def run_eval(
     """Score every item (resuming from ``out/exchanges.jsonl``), then write results, plots and report."""
     from alignlab.core.progress import progress_bar
     from alignlab.core.results import ResultsFile
-    from alignlab.guard.scoring import score_batch
 
     out.mkdir(parents=True, exist_ok=True)
     answers = reuse_responses(out, items, fingerprint(guard.folder))
     results = ResultsFile(out / "exchanges.jsonl", "id")
+    errors = ResultsFile(out / "errors.jsonl", "id")
     todo = [i for i in items if i["id"] not in results]
     todo.sort(key=lambda i: ("response" in i, len(str(i["messages"]))))  # similar lengths share a batch
     with progress_bar() as bar:
@@ -340,7 +362,7 @@ def run_eval(
             groups = [[i for i in chunk if "response" in i], [i for i in chunk if "response" not in i]]
             for group in groups:
                 if group:
-                    for record in score_batch(guard, baselines, group, max_tokens):
+                    for record in _scored(guard, baselines, group, max_tokens, errors):
                         if record["id"] not in answers:
                             answers.append({k: record[k] for k in ("id", "response", "policy_seconds")})
                         extra = {
@@ -367,6 +389,7 @@ def run_eval(
         "exchange_classifier": float(np.mean([r["classifier_seconds"] for r in records])),
     }
     summary["thresholds"] = t
+    summary["errors"] = len([e for e in errors.records() if e["id"] not in results])
     images = plots(records, t, summary, out)
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "report.html").write_text(html_report(summary, images))

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.window import Window, fit_context, prompt_view
 from alignlab.models.base import ChatMessage
 
@@ -40,7 +41,7 @@ class Tokens:
 
 
 def tokens_of(
-    policy: Any,
+    policy: GuardPolicy,
     messages: Sequence[ChatMessage],
     response: str,
     *,
@@ -62,7 +63,7 @@ def tokens_of(
     return Tokens(prompt.ids + answer, len(prompt.ids), prompt.start)
 
 
-def assistant_header(policy: Any) -> list[int]:
+def assistant_header(policy: GuardPolicy) -> list[int]:
     """The tokens the chat template puts before an assistant reply."""
     chat: list[ChatMessage] = [{"role": "user", "content": "x"}]
     plain = policy.tokenizer.apply_chat_template(chat, add_generation_prompt=False, tokenize=True)
@@ -95,7 +96,7 @@ class FeatureStore:
 
 
 def extract(
-    policy: Any, token_rows: list[Tokens], layers: list[int], folder: Path, batch: int = 64
+    policy: GuardPolicy, token_rows: list[Tokens], layers: list[int], folder: Path, batch: int = 64
 ) -> FeatureStore:
     """Write the policy's activations for every scored token of every row to ``folder`` and open them.
 

@@ -48,13 +48,10 @@ def load_guard(spec: str) -> Any:
         ConfigError: no guard there, or its policy is not a local model the guard can read.
     """
     from alignlab.guard.cascade import Guard
-    from alignlab.models import load_backend
+    from alignlab.guard.policy import load_policy
 
     folder = guard_folder(spec)
-    policy = load_backend(guard_policy_spec(folder))
-    if not isinstance(policy, GuardPolicy):
-        raise ConfigError(f"the guard at {folder} reads a local policy; {policy.name} is not one")
-    return Guard(policy, folder)
+    return Guard(load_policy(guard_policy_spec(folder)), folder)
 
 
 def serving_guard(

@@ -56,3 +56,18 @@ class GuardPolicy(Protocol):
     ) -> Iterator[tuple[int, TokenEvent]]:
         """Generate a batch, streaming ``(row, event)`` pairs with hidden states when asked."""
         ...
+
+
+def load_policy(spec: str) -> GuardPolicy:
+    """The local policy a guard reads, loaded from a model spec.
+
+    Raises:
+        ConfigError: the spec names a model the guard cannot read (a remote endpoint, say).
+    """
+    from alignlab.errors import ConfigError
+    from alignlab.models import load_backend
+
+    policy = load_backend(spec)
+    if not isinstance(policy, GuardPolicy):
+        raise ConfigError(f"a guard reads a local policy's weights; {spec!r} is not a local model")
+    return policy

@@ -18,6 +18,7 @@ import numpy as np
 from alignlab.guard.cascade import Guard
 from alignlab.guard.classifier import ExchangeClassifier
 from alignlab.guard.features import tokens_of
+from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.window import Window, prompt_view
 from alignlab.models.base import ChatMessage, SamplingParams
 
@@ -30,7 +31,7 @@ def layer_features(states: Any, layers: Sequence[int]) -> Any:
     return np.transpose(arr[layers], (1, 0, 2)).reshape(arr.shape[1], -1)
 
 
-def fit_messages(policy: Any, messages: list[ChatMessage], answer_tokens: int) -> list[ChatMessage]:
+def fit_messages(policy: GuardPolicy, messages: list[ChatMessage], answer_tokens: int) -> list[ChatMessage]:
     """``messages`` cut from the front until the prompt and an answer fit the policy's context.
 
     Whole leading turns go first; a single turn left too long loses its beginning.
@@ -93,7 +94,7 @@ def probe_given(
 
 def classifier_scores(
     model: ExchangeClassifier,
-    policy: Any,
+    policy: GuardPolicy,
     chats: Sequence[list[ChatMessage]],
     responses: Sequence[str],
     view: Any,

@@ -20,6 +20,7 @@ import torch
 from alignlab.core.splits import unit_hash
 from alignlab.guard.classifier import ExchangeClassifier, streaming_loss
 from alignlab.guard.features import Tokens, View, tokens_of
+from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.recipe import Recipe
 from alignlab.models.padding import pad
 
@@ -84,7 +85,9 @@ def exchange_scores(model: ExchangeClassifier, rows: Sequence[list[int]]) -> lis
     return [max(s) for s in model.token_scores(list(rows))]
 
 
-def view_tokens(policy: Any, records: Sequence[dict[str, Any]], recipe: Recipe) -> dict[View, list[Tokens]]:
+def view_tokens(
+    policy: GuardPolicy, records: Sequence[dict[str, Any]], recipe: Recipe
+) -> dict[View, list[Tokens]]:
     return {
         view: [
             tokens_of(policy, r["messages"], r["response"], view=view, window=recipe.window) for r in records
@@ -94,19 +97,30 @@ def view_tokens(policy: Any, records: Sequence[dict[str, Any]], recipe: Recipe) 
 
 
 def train_guard(
-    recipe: Recipe, records: list[dict[str, Any]], policy: Any, work: Path, out: Path
+    recipe: Recipe, records: list[dict[str, Any]], policy: GuardPolicy, work: Path, out: Path
 ) -> dict[str, Any]:
-    """Train every part of the guard from labelled exchanges; write it to ``out``; return its card."""
+    """Train every part of the guard from labelled exchanges; write it to ``out``; return its card.
+
+    Parts already in ``out`` are reused only when they were trained for the same recipe and
+    exchanges (the fingerprint in ``out/fingerprint``); cached activations live in a work
+    folder keyed the same way.
+    """
     from alignlab.guard.cascade import calibrate
     from alignlab.guard.features import extract, probe_layers
+    from alignlab.guard.fingerprint import claim, guard_fingerprint
     from alignlab.guard.probe import max_scores, train_probe
 
     started = time.perf_counter()
+    fingerprint = guard_fingerprint(recipe, records)
+    claim(out, fingerprint)  # parts trained for another recipe or other data are removed, not reused
+    work = work / fingerprint[:16]
     role = roles(records)
     fit = [i for i, r in enumerate(role) if r == "fit"]
     labels = [float(records[i]["label"]) for i in fit]
     tokens = view_tokens(policy, records, recipe)
     card: dict[str, Any] = {
+        "fingerprint": fingerprint,
+        "window": recipe.window.to_dict(),
         "recipe": asdict(recipe),
         "counts": {r: role.count(r) for r in ("fit", "calib", "test")},
     }
@@ -139,7 +153,12 @@ def train_guard(
     thresholds = calibrate(
         probe_z, calib_scores["exchange"], recipe, input=calib_scores["input"], output=calib_scores["output"]
     )
-    spec = {"policy": recipe.policy, "window": recipe.window.to_dict(), **thresholds}
+    spec = {
+        "policy": recipe.policy,
+        "window": recipe.window.to_dict(),
+        "fingerprint": fingerprint,
+        **thresholds,
+    }
     (out / "guard.json").write_text(json.dumps(spec, indent=2))
     card.update(thresholds=thresholds, train_seconds=time.perf_counter() - started)
     (out / "card.json").write_text(json.dumps(card, indent=2))

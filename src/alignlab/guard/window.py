@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from alignlab.errors import ConfigError
+from alignlab.guard.policy import GuardPolicy
 from alignlab.models.base import ChatMessage
 
 ScoreFrom = Literal["client", "template"]
@@ -78,7 +79,7 @@ class PromptView:
 _PREAMBLES: weakref.WeakKeyDictionary[Any, dict[str, list[int]]] = weakref.WeakKeyDictionary()
 
 
-def preamble(policy: Any, role: str) -> list[int]:
+def preamble(policy: GuardPolicy, role: str) -> list[int]:
     """The token ids the chat template puts before the content of a first message of ``role``.
 
     Found as the common prefix of two one-message conversations that differ only in content;
@@ -95,7 +96,7 @@ def preamble(policy: Any, role: str) -> list[int]:
     return known[role]
 
 
-def prompt_view(policy: Any, messages: list[ChatMessage], window: Window) -> PromptView:
+def prompt_view(policy: GuardPolicy, messages: list[ChatMessage], window: Window) -> PromptView:
     """The prompt ids of ``messages`` and the first scored position under ``window``."""
     ids = policy.encode(list(messages))
     start = max(0, len(ids) - window.prompt_tokens)

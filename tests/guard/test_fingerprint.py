@@ -1,0 +1,59 @@
+"""No stale parts: data folders and trained guards are keyed by recipe, constitution and data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from guard_data import data_folder, tiny_records
+
+from alignlab.guard.constitution import load_constitution
+from alignlab.guard.fingerprint import claim, data_fingerprint
+from alignlab.guard.recipe import Recipe
+
+
+def test_the_data_key_moves_with_recipe_constitution_and_data(tmp_path: Path) -> None:
+    root = data_folder(tmp_path / "data")
+    constitution = load_constitution()
+    recipe = Recipe(max_per_source=2)
+    base = data_fingerprint(recipe, constitution, root)
+    assert data_fingerprint(recipe, constitution, root) == base, "the key is stable"
+    assert data_fingerprint(replace(recipe, response_tokens=32), constitution, root) != base
+    assert data_fingerprint(replace(recipe, probe_epochs=2), constitution, root) == base, (
+        "training-only field"
+    )
+    edited = replace(constitution, categories=constitution.categories[1:])
+    assert data_fingerprint(recipe, edited, root) != base
+    prompts = root / "cyberseceval" / "prompts.jsonl"
+    prompts.write_text(prompts.read_text().replace("hack 0", "hack zero"))
+    assert data_fingerprint(recipe, constitution, root) != base
+
+
+def test_a_changed_recipe_retrains_instead_of_reusing(tiny_backend: Any, tmp_path: Path) -> None:
+    from alignlab.guard.train import train_guard
+
+    recipe = Recipe(
+        policy="tiny", classifier_layers=1, probe_epochs=1, probe_layer_stride=1, target_escalation=0.5
+    )
+    out, work = tmp_path / "guard", tmp_path / "work"
+    first = train_guard(recipe, tiny_records(16), tiny_backend, work, out)
+    again = train_guard(recipe, tiny_records(16), tiny_backend, work, out)
+    changed = train_guard(replace(recipe, classifier_lr=1e-3), tiny_records(16), tiny_backend, work, out)
+    assert "exchange_classifier_loss" in first and "exchange_classifier_loss" not in again, "same key: reused"
+    assert "exchange_classifier_loss" in changed, "a new recipe trains anew"
+    assert changed["fingerprint"] != first["fingerprint"] == again["fingerprint"]
+    assert json.loads((out / "guard.json").read_text())["fingerprint"] == changed["fingerprint"]
+    more = train_guard(recipe, tiny_records(18), tiny_backend, work, out)
+    assert "exchange_classifier_loss" in more and more["fingerprint"] != first["fingerprint"], "new data"
+
+
+def test_claim_removes_parts_of_another_key(tmp_path: Path) -> None:
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "guard.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert claim(tmp_path, "a") is True and not (tmp_path / "probe").exists()
+    (tmp_path / "probe").mkdir()
+    assert claim(tmp_path, "a") is False and (tmp_path / "probe").exists()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
