@@ -112,7 +112,7 @@ def run_condition(name: str, config: Any, rankings: list[Any], data: dict[str, A
     result = train(config, rankings)
     seconds = time.perf_counter() - start
     scores = evaluate(result.model, data)
-    shutil.rmtree(config.output, ignore_errors=True)
+    shutil.rmtree(config.out, ignore_errors=True)
     record = {
         "condition": name,
         "objective": config.objective,
@@ -144,7 +144,7 @@ def pretrained(
     if not (output / "model" / "preference_model.json").is_file():
         pairs = binary_pmp(data["pmp"]) if kind == "binary" else data["pmp"]
         config = replace(
-            base, objective="ranked", steps=size["pmp_steps"], lr=size["pmp_lr"], output=str(output)
+            base, objective="ranked", steps=size["pmp_steps"], lr=size["pmp_lr"], out=str(output)
         )
         result = train(config, pairs)
         (output / "pmp_loss.json").write_text(
@@ -157,7 +157,7 @@ def pretrained(
 
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per condition and suite: mean and spread over seeds, and one run's Wilson interval at the mean."""
-    from alignlab.prefs.hhh import wilson
+    from alignlab.core.intervals import wilson
 
     rows = []
     for condition in dict.fromkeys(r["condition"] for r in records):
@@ -277,7 +277,7 @@ def main() -> None:
             name = objective if kind == "none" else f"{kind} PMP + {objective}"
             if results.key_of({"seed": seed, "condition": name}) in results:
                 continue
-            config = replace(base, objective=objective, output=str(work / f"seed{seed}-{kind}-{objective}"))
+            config = replace(base, objective=objective, out=str(work / f"seed{seed}-{kind}-{objective}"))
             if kind != "none":
                 config = replace(config, model=str(pretrained(kind, seed, base, data, size, work)), layers=0)
             record = run_condition(name, config, data["train"], data)

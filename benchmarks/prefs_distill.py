@@ -104,7 +104,7 @@ def run_stages(config: Any, rankings: list[Any], results: Any) -> None:
     from alignlab.prefs.distill import load_lm
     from alignlab.prefs.prompt import load_prompt
 
-    distilled = Path(config.output) / "model"
+    distilled = Path(config.out) / "model"
     lm: Any = None
     for stage in STAGES:
         if stage in results:
@@ -183,7 +183,7 @@ def main() -> None:
         model="smollm2",
         data="hh-harmless",
         data_dir=data_dir,
-        output=str(work / "distill"),
+        out=str(work / "distill"),
         seed=0,
         **{k: size[k] for k in fields},
     )

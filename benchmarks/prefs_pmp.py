@@ -104,7 +104,7 @@ def base_config(size: dict[str, Any], seed: int, output: Path) -> Any:
         objective="ranked",
         checkpoint_every=0,
         resume=False,
-        output=str(output),
+        out=str(output),
     )
 
 
@@ -197,7 +197,7 @@ def fine_tune(
 def summarise(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (condition, pairs): mean and spread over seeds, and one run's Wilson interval at the mean
     (every seed scores the same test pairs, so their comparisons are not pooled)."""
-    from alignlab.prefs.hhh import wilson
+    from alignlab.core.intervals import wilson
 
     points = []
     for condition in CONDITIONS:

@@ -124,7 +124,7 @@ def run_alignlab(size: dict[str, Any], rankings: list[Any], layout: str, seed: i
             objective="ranked",
             checkpoint_every=0,
             resume=False,
-            output=tmp,
+            out=tmp,
         )
         train(config, rankings, on_step=lambda step, loss: stamps.append(time.perf_counter()))
     return stamps

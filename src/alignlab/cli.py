@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from alignlab.core.aliases import renamed_options
 from alignlab.core.config import typer_command
 from alignlab.errors import AlignlabError
 from alignlab.models.batch import GenerateConfig
@@ -53,6 +54,7 @@ def models_pull(
 
 
 @app.command("generate")
+@renamed_options(output="out")
 @typer_command(GenerateConfig)
 def generate(
     config: GenerateConfig,
@@ -60,7 +62,7 @@ def generate(
     input: Annotated[
         Path | None, typer.Option(help="JSONL of {id?, messages | prompt} to generate for")
     ] = None,
-    output: Annotated[Path | None, typer.Option(help="JSONL to append results to (a rerun resumes)")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSONL to append results to (a rerun resumes)")] = None,
 ) -> None:
     """Generate text with per-token log-probabilities, for one prompt or a JSONL file."""
     from alignlab.models import load_backend
@@ -70,17 +72,17 @@ def generate(
         raise typer.BadParameter("give either a PROMPT or --input FILE")
     backend = load_backend(config.model)
     if input is not None:
-        if output is None:
-            raise typer.BadParameter("--input needs --output")
-        written = generate_file(backend, config, input, output)
-        typer.echo(f"wrote {written} new results to {output}", err=True)
+        if out is None:
+            raise typer.BadParameter("--input needs --out")
+        written = generate_file(backend, config, input, out)
+        typer.echo(f"wrote {written} new results to {out}", err=True)
         return
     assert prompt is not None
     (gen,) = backend.generate([[{"role": "user", "content": prompt}]], config.sampling())
-    if output is None:
+    if out is None:
         typer.echo(gen.text)
     else:
-        with output.open("a") as f:
+        with out.open("a") as f:
             f.write(json.dumps(asdict(gen)) + "\n")
 
 

@@ -37,7 +37,7 @@ def test_generate_a_file_resumes_without_duplicates(run: CliRunner, tmp_path: Pa
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = [{"id": "a", "prompt": "one"}, {"messages": [{"role": "user", "content": "two"}]}]
     source.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    args = ["generate", "--model", "scripted", "--input", str(source), "--output", str(target)]
+    args = ["generate", "--model", "scripted", "--input", str(source), "--out", str(target)]
     assert run.invoke(cli.app, args).exit_code == 0
     with source.open("a") as f:
         f.write(json.dumps({"id": "c", "prompt": "three"}) + "\n")
@@ -47,11 +47,21 @@ def test_generate_a_file_resumes_without_duplicates(run: CliRunner, tmp_path: Pa
     assert all(r["provenance"]["component"] == "generate" and r["provenance"]["data_hash"] for r in records)
 
 
+def test_generate_takes_its_old_output_spelling_with_a_warning(run: CliRunner, tmp_path: Path) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"id": "a", "prompt": "one"}) + "\n")
+    args = ["generate", "--model", "scripted", "--input", str(source), "--output", str(target)]
+    result = run.invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["text"] for x in target.read_text().splitlines()] == ["one"]
+    assert "warning: --output is deprecated and goes in the next release; use --out" in result.stderr
+
+
 def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"prompt": "ok"}\n{"messages": "not a list"}\n')
     code, output = invoke(
-        ["generate", "--model", "scripted", "--input", str(source), "--output", str(tmp_path / "o")]
+        ["generate", "--model", "scripted", "--input", str(source), "--out", str(tmp_path / "o")]
     )
     assert code == 2 and f"{source}:2" in output
 

@@ -35,9 +35,27 @@ def test_sample_then_rank(tmp_path: Path) -> None:
     assert len(samples.read_text().splitlines()) == 4
     results = tmp_path / "results.jsonl"
     evaluated = CliRunner().invoke(
-        app, ["evaluate", "--samples", str(samples), "--results", str(results), "--workers", "1"]
+        app, ["eval", "--samples", str(samples), "--results", str(results), "--workers", "1"]
     )
     assert evaluated.exit_code == 0, evaluated.output
     ranked = CliRunner().invoke(app, ["rank", "--samples", str(samples), "--results", str(results)])
     assert ranked.exit_code == 0, ranked.output
     assert json.loads(ranked.output)["pass@1"]["oracle"] == 0.0
+
+
+def test_the_old_command_name_still_runs_and_warns(tmp_path: Path) -> None:
+    (problem,) = list(load_problems().values())[:1]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        json.dumps({"task_id": problem.task_id, "completion": problem.canonical_solution}) + "\n"
+    )
+    out = tmp_path / "summary.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "--samples", str(samples), "--workers", "1", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["verdicts"] == {"passed": 1}
+    warnings = [line for line in result.stderr.splitlines() if "deprecated" in line]
+    assert warnings == [
+        "warning: the command 'evaluate' is deprecated and goes in the next release; use 'eval'"
+    ]

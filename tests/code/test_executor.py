@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from alignlab.code.evaluate import EvaluateConfig, evaluate
-from alignlab.code.executor import DaskExecutor, close_worker_sandboxes, make_executor
 from alignlab.code.problems import load_problems
 from alignlab.code.sandbox import Program, Sandbox, SandboxConfig
+from alignlab.code.sandbox.executor import DaskExecutor, close_worker_sandboxes, make_executor
 from alignlab.errors import ConfigError
 
 pytest.importorskip("distributed")
@@ -63,7 +63,7 @@ def test_a_dask_address_reuses_one_warm_sandbox_per_worker() -> None:
             assert [o.verdict for o in outcomes] == ["failed" if i % 3 == 0 else "passed" for i in range(7)]
             assert executor.isolation is not None and executor.isolation.limits
             # In-process workers share this module's cache: one sandbox, one fork server.
-            from alignlab.code import executor as module
+            from alignlab.code.sandbox import executor as module
 
             assert len(module._SANDBOXES) == 1
             (box,) = module._SANDBOXES.values()

@@ -77,7 +77,7 @@ def test_evaluate_writes_a_report_without_rankers_for_plain_samples(tmp_path: Pa
     samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return False\n"}) + "\n")
     report = tmp_path / "report.html"
     result = CliRunner().invoke(
-        app, ["evaluate", "--samples", str(samples), "--workers", "1", "--report", str(report)]
+        app, ["eval", "--samples", str(samples), "--workers", "1", "--report", str(report)]
     )
     assert result.exit_code == 0, result.output
     page = report.read_text()

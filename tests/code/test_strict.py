@@ -6,7 +6,7 @@ import fractions
 import pytest
 
 from alignlab.code.sandbox import Program, Sandbox, Verdict
-from alignlab.code.strict import Guard, StrictViolation
+from alignlab.code.sandbox.strict import Guard, StrictViolation
 
 TEST = (
     "def check(candidate):\n"

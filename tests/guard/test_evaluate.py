@@ -11,7 +11,7 @@ import pytest
 
 from alignlab.guard.cascade import Guard
 from alignlab.guard.classifier import ExchangeClassifier
-from alignlab.guard.evaluate import run_eval, wilson
+from alignlab.guard.evaluate import run_eval
 
 SYSTEMS = {"previous_generation", "exchange_classifier", "probe_cascade", "production"}
 
@@ -60,12 +60,6 @@ def load(tiny_backend: Any, folder: Path) -> tuple[Guard, dict[str, ExchangeClas
         for v in ("input", "output")
     }
     return guard, views
-
-
-def test_wilson_interval_brackets_the_rate() -> None:
-    low, high = wilson(3, 40)
-    assert 0 < low < 3 / 40 < high < 1
-    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
 
 
 def test_eval_writes_the_table_and_reuses_answers_for_a_new_guard(

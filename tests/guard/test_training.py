@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from alignlab.guard.cascade import calibrate, rate_threshold
-from alignlab.guard.classifier import ExchangeClassifier, pad, streaming_loss
+from alignlab.guard.classifier import ExchangeClassifier, streaming_loss
 from alignlab.guard.features import FeatureStore
 from alignlab.guard.probe import LinearProbe, max_scores, probe_loss, train_probe, window_mean
 from alignlab.guard.recipe import Recipe
+from alignlab.models.padding import pad
 
 
 def test_window_mean_is_a_causal_sliding_mean() -> None:

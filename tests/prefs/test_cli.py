@@ -38,7 +38,7 @@ def test_data_train_and_eval_commands(tiny_model_dir: Path, tmp_path: Path) -> N
                 "3e-3",
                 "--max-tokens",
                 "64",
-                "--output",
+                "--out",
                 str(out),
             ),
         ],
@@ -51,12 +51,21 @@ def test_data_train_and_eval_commands(tiny_model_dir: Path, tmp_path: Path) -> N
     (hhh / "task.json").write_text(json.dumps({"examples": examples}))
     report = tmp_path / "report.json"
     evaluated = runner.invoke(
-        app, ["eval", "--model", str(out / "model"), "--data-dir", str(tmp_path), "--output", str(report)]
+        app, ["eval", "--model", str(out / "model"), "--data-dir", str(tmp_path), "--out", str(report)]
     )
     assert evaluated.exit_code == 0, evaluated.output
     assert "longer wins" in evaluated.output
     (result,) = json.loads(report.read_text())
     assert result["suite"] == "hhh" and result["rows"][-1]["n"] == 1
+    # The old spelling still writes the same report, with one warning line on stderr.
+    again = tmp_path / "again.json"
+    old_flag = runner.invoke(
+        app, ["eval", "--model", str(out / "model"), "--data-dir", str(tmp_path), "--output", str(again)]
+    )
+    assert old_flag.exit_code == 0, old_flag.output
+    assert json.loads(again.read_text()) == json.loads(report.read_text())
+    warning = "warning: --output is deprecated and goes in the next release; use --out"
+    assert [line for line in old_flag.stderr.splitlines() if "deprecated" in line] == [warning]
 
 
 def test_pmp_and_distill_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -72,7 +81,7 @@ def test_pmp_and_distill_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
         app,
         [
             *("pmp", *common, "--pmp", "binary", "--pmp-data", f"jsonl:{data}", "--pmp-steps", "2"),
-            *("--data", f"jsonl:{data}", "--steps", "2", "--output", str(tmp_path / "pmp")),
+            *("--data", f"jsonl:{data}", "--steps", "2", "--out", str(tmp_path / "pmp")),
         ],
     )
     assert pmp.exit_code == 0, pmp.output
@@ -84,7 +93,7 @@ def test_pmp_and_distill_commands(tiny_model_dir: Path, tmp_path: Path) -> None:
         [
             *("distill", "--model", str(tiny_model_dir), "--data", f"jsonl:{data}", "--limit", "12"),
             *("--prompt", str(prompt)),
-            *("--held-out", "4", "--steps", "2", "--top-k", "8", "--output", str(tmp_path / "d"), "--no-hhh"),
+            *("--held-out", "4", "--steps", "2", "--top-k", "8", "--out", str(tmp_path / "d"), "--no-hhh"),
         ],
     )
     assert distilled.exit_code == 0, distilled.output

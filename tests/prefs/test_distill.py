@@ -54,7 +54,7 @@ def test_distillation_brings_the_student_closer_to_the_prompted_teacher(
         steps=15,
         batch_size=4,
         lr=3e-3,
-        output=str(tmp_path / "out"),
+        out=str(tmp_path / "out"),
     )
     result = distill(config, texts, model=model)
     # A random tiny model barely reads its context, so the gap is small, but it is real and it shrinks.
@@ -89,7 +89,7 @@ def test_an_interrupted_distillation_resumes_to_the_same_weights(
             steps=6,
             batch_size=2,
             lr=3e-3,
-            output=output,
+            out=output,
             checkpoint_every=2,
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +10,8 @@ import pytest
 
 from alignlab.errors import DataError
 from alignlab.prefs.data import Ranking, pair
-from alignlab.prefs.hhh import evaluate_lm, report, wilson
+from alignlab.prefs.hhh import evaluate_lm, report
 from alignlab.prefs.prompt import PrefixedLM, load_prompt, parse_prompt
-
-
-def test_wilson_interval_matches_the_closed_form() -> None:
-    low, high = wilson(70, 100)
-    z, p, n = 1.959964, 0.7, 100
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    assert low == pytest.approx((centre - half) / (1 + z * z / n)) and low == pytest.approx(0.6042, abs=1e-4)
-    assert high == pytest.approx((centre + half) / (1 + z * z / n)) and high == pytest.approx(
-        0.7811, abs=1e-4
-    )
-    assert wilson(0, 0) == (0.0, 1.0) and wilson(10, 10)[1] == pytest.approx(1.0)
 
 
 def test_report_counts_per_subset_ties_as_wrong_and_the_longer_baseline() -> None:

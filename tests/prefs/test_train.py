@@ -19,7 +19,7 @@ from alignlab.prefs.train import TrainConfig, step_indices, train
 
 def _config(tiny_model_dir: Path, out: Path, **kwargs: Any) -> TrainConfig:
     base = {"model": str(tiny_model_dir), "steps": 12, "batch_size": 4, "lr": 3e-3, "max_tokens": 64}
-    return TrainConfig(output=str(out), **{**base, **kwargs})
+    return TrainConfig(out=str(out), **{**base, **kwargs})
 
 
 def _weights(pm: Any) -> dict[str, Any]:
@@ -139,7 +139,7 @@ def test_pmp_then_fine_tuning_starts_from_the_pretrained_model(
         steps=2,
         batch_size=4,
         max_tokens=64,
-        output=str(tmp_path / "run"),
+        out=str(tmp_path / "run"),
     )
     pretrain, finetune = config.stages()
     assert pretrain.transform == "binary-pmp" and pretrain.split == "all" and finetune.split == "train"
@@ -182,7 +182,7 @@ def test_training_with_two_processes(tiny_model_dir: Path, tmp_path: Path, pairs
     command = [
         sys.executable,
         *launch.split(),
-        *("--model", str(tiny_model_dir), "--data", f"jsonl:{data}", "--output", str(tmp_path / "run")),
+        *("--model", str(tiny_model_dir), "--data", f"jsonl:{data}", "--out", str(tmp_path / "run")),
         *arguments.split(),
     ]
     # accelerate runs several CPU processes with --multi_gpu and ACCELERATE_USE_CPU (--cpu alone runs one).

@@ -1,4 +1,4 @@
-"""The ``alignlab code`` commands: evaluate samples, draw samples, rank them.
+"""The ``alignlab code`` commands: evaluate samples (``eval``), draw samples, rank them.
 
 Mounted by the main command line as ``alignlab code``; each command imports its
 machinery when it runs. Errors are :class:`alignlab.errors.AlignlabError` s, which the
@@ -17,6 +17,7 @@ import typer
 from alignlab.code.evaluate import EvaluateConfig
 from alignlab.code.pipeline import RunConfig
 from alignlab.code.sampling import SampleConfig
+from alignlab.core.aliases import renamed_command
 from alignlab.core.config import typer_command
 
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def _emit(summary: dict[str, Any], out: Path | None) -> None:
         out.write_text(text + "\n")
 
 
-@app.command("evaluate")
+@app.command("eval")
 @typer_command(EvaluateConfig)
 def evaluate_command(
     config: EvaluateConfig,
@@ -78,7 +79,8 @@ def _report(path: Path, summary: dict[str, Any], samples: Path, results: Path) -
     typer.echo(f"wrote the report to {path}", err=True)
 
 
-app.command("eval", help="Same as evaluate.")(evaluate_command)
+# The command's name before one-name-per-command; kept hidden for one release.
+app.command("evaluate", hidden=True)(renamed_command(evaluate_command, "evaluate", "eval"))
 
 
 @app.command("sample")
@@ -100,7 +102,7 @@ def sample_command(
 @app.command("rank")
 def rank_command(
     samples: Annotated[Path, typer.Option(help="samples JSONL drawn by `alignlab code sample`")],
-    results: Annotated[Path, typer.Option(help="their per-sample results from `alignlab code evaluate`")],
+    results: Annotated[Path, typer.Option(help="their per-sample results from `alignlab code eval`")],
     ranker: Annotated[
         list[str] | None,
         typer.Option(help="rankers to compare (repeat): mean_logprob, sum_logprob, random, oracle"),

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alignlab.code.executor import Executor, make_executor
 from alignlab.code.passk import pass_at_k
 from alignlab.code.problems import HUMANEVAL, Problem, Sample, humaneval_path, load_problems, read_samples
-from alignlab.code.sandbox import Outcome, SandboxConfig
+from alignlab.code.sandbox import Executor, Outcome, SandboxConfig, make_executor
 from alignlab.core.config import option
 from alignlab.core.results import ResultsFile
 

@@ -10,6 +10,11 @@ Every field has a default, a type and a one-line help, declared with :func:`opti
 
 :func:`typer_command` turns the fields into ``--model``, ``--temperature`` and ``--stop``
 options; :func:`load_config` reads the same fields from a JSON or YAML file.
+
+A field renamed in a release keeps its old option name, hidden and warning when used, for one
+more: ``out: str = option("runs", "output folder", old_names=("output",))``. A command can
+also start from a config file and let the options given override its values
+(``typer_command(Recipe, base=Base("recipe", load_recipe, "default", "..."))``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import json
 import types
 import typing
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, overload
+from typing import Annotated, Any, Generic, TypeVar, overload
 
+from alignlab.core.aliases import CONTEXT, context_parameter, given, renamed_options
 from alignlab.errors import ConfigError, DataError, DependencyError
 
 C = TypeVar("C")
@@ -32,18 +39,23 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 HELP_KEY = "help"
+OLD_NAMES_KEY = "old_names"
 
 
 @overload
-def option(default: T, help: str) -> T: ...
+def option(default: T, help: str, *, old_names: tuple[str, ...] = ()) -> T: ...
 
 
 @overload
-def option(*, default_factory: Callable[[], T], help: str) -> T: ...
+def option(*, default_factory: Callable[[], T], help: str, old_names: tuple[str, ...] = ()) -> T: ...
 
 
 def option(
-    default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Any = dataclasses.MISSING,
+    old_names: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field with a default and a one-line help.
 
@@ -51,6 +63,8 @@ def option(
         default: the default value (immutable; use ``default_factory`` for lists and dicts).
         help: what the field means, shown by ``--help``.
         default_factory: a function making the default, instead of ``default``.
+        old_names: names the field had before a rename; each stays a hidden option that
+            warns when used, for one release.
 
     Raises:
         TypeError: no help, or not exactly one of ``default`` and ``default_factory``.
@@ -59,7 +73,7 @@ def option(
         raise TypeError("option() needs a one-line help")
     if (default is dataclasses.MISSING) == (default_factory is dataclasses.MISSING):
         raise TypeError("option() needs exactly one of default and default_factory")
-    metadata = {HELP_KEY: help}
+    metadata: dict[str, Any] = {HELP_KEY: help, OLD_NAMES_KEY: tuple(old_names)}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -70,45 +84,119 @@ def field_help(field: dataclasses.Field[Any]) -> str:
     return str(field.metadata.get(HELP_KEY, ""))
 
 
-def typer_command(config_cls: type[C]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+def field_old_names(field: dataclasses.Field[Any]) -> tuple[str, ...]:
+    """The names a config field had before it was renamed (see :func:`option`)."""
+    return tuple(field.metadata.get(OLD_NAMES_KEY, ()))
+
+
+@dataclass(frozen=True)
+class Base(Generic[C]):
+    """An option naming the config a command starts from; the options given override its values.
+
+    Attributes:
+        name: the option's name (``"recipe"`` gives ``--recipe``).
+        load: reads the named config (a shipped name or a file path).
+        default: the value used when the option is not given.
+        help: the option's help; say that the other options override the config's values.
+    """
+
+    name: str
+    load: Callable[[str], C]
+    default: str
+    help: str
+
+
+def typer_command(
+    config_cls: type[C], *, base: Base[C] | None = None
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """Turn ``fn(config, **extra)`` into a typer command with one option per config field.
 
     The returned function's signature holds ``--field-name`` options (``--flag/--no-flag``
     for bools, repeatable for tuples and lists) in place of ``config``, plus ``fn``'s
     other parameters unchanged; it builds the config from the options and calls ``fn``.
+    A field's old names (``option(..., old_names=...)``) are hidden options that warn.
 
     Args:
         config_cls: the config dataclass.
+        base: an option naming a config to start from. Without it, options not given take
+            the dataclass defaults; with it, they take the loaded config's values, and only
+            the options given (or set to other than the dataclass default) override them.
 
     Raises:
         TypeError: ``config_cls`` is not a dataclass, a field has no help, ``fn`` takes
             no config parameter, takes ``*args``/``**kwargs`` or positional-only
-            parameters, or names a parameter like a config field.
+            parameters, or names a parameter like a config field or the base option.
     """
     if not (isinstance(config_cls, type) and dataclasses.is_dataclass(config_cls)):
         raise TypeError(f"typer_command needs a dataclass, got {config_cls!r}")
     hints = typing.get_type_hints(config_cls, include_extras=True)
     fields = [f for f in dataclasses.fields(config_cls) if f.init]
+    names = {f.name for f in fields}
+    if base is not None and base.name in names:
+        raise TypeError(f"base option {base.name!r} clashes with a config field")
+    renames = {old: f.name for f in fields for old in field_old_names(f)}
 
     def decorate(fn: Callable[..., R]) -> Callable[..., R]:
-        extras = _extra_parameters(fn, {f.name for f in fields})
-        options = [_option_parameter(f, hints[f.name]) for f in fields]
+        extras = _extra_parameters(fn, names | ({base.name} if base else set()))
+        options = [_option_parameter(f, hints[f.name], show_default=base is None) for f in fields]
+        if base is not None:
+            options.insert(0, _base_parameter(base))
+            options.append(context_parameter())
 
         def command(**kwargs: Any) -> R:
+            context = kwargs.pop(CONTEXT, None)
             # A field left out (when called from Python rather than typer) keeps its default.
             values = {
                 f.name: _from_cli(kwargs.pop(f.name), hints[f.name]) for f in fields if f.name in kwargs
             }
-            return fn(config_cls(**values), **kwargs)
+            if base is None:
+                return fn(config_cls(**values), **kwargs)
+            start = base.load(kwargs.pop(base.name, base.default))
+            overrides = {f.name: values[f.name] for f in fields if _overrides(f, values, context)}
+            return fn(with_overrides(start, overrides), **kwargs)
 
         functools.update_wrapper(command, fn)
         signature = inspect.Signature([*options, *extras])
         command.__signature__ = signature  # type: ignore[attr-defined]
         # typer also reads type hints; make them agree with the generated signature.
         command.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
-        return command
+        return renamed_options(**renames)(command) if renames else command
 
     return decorate
+
+
+def with_overrides(config: C, overrides: Mapping[str, Any]) -> C:
+    """``config`` with some fields replaced, checked like a config file's values.
+
+    Raises:
+        ConfigError: an override names no field (the error suggests the closest) or has
+            the wrong type.
+    """
+    if not overrides:
+        return config
+    merged = {**dump_config(config), **overrides}
+    return config_from_dict(type(config), merged, source="options")
+
+
+def _overrides(field: dataclasses.Field[Any], values: Mapping[str, Any], context: Any | None) -> bool:
+    """Whether a field's option was given, so it overrides the base config's value."""
+    if field.name not in values:
+        return False
+    if given(field.name, values, context):
+        return True
+    default = field.default
+    if field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    return bool(values[field.name] != default)
+
+
+def _base_parameter(base: Base[Any]) -> inspect.Parameter:
+    import typer
+
+    info = typer.Option(f"--{base.name.replace('_', '-')}", help=base.help)
+    return inspect.Parameter(
+        base.name, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[str, info], default=base.default
+    )
 
 
 def _extra_parameters(fn: Callable[..., Any], field_names: set[str]) -> list[inspect.Parameter]:
@@ -126,7 +214,9 @@ def _extra_parameters(fn: Callable[..., Any], field_names: set[str]) -> list[ins
     return [p.replace(kind=p.KEYWORD_ONLY) for p in extras]
 
 
-def _option_parameter(field: dataclasses.Field[Any], annotation: Any) -> inspect.Parameter:
+def _option_parameter(
+    field: dataclasses.Field[Any], annotation: Any, *, show_default: bool = True
+) -> inspect.Parameter:
     import typer
 
     help_text = field_help(field)
@@ -145,7 +235,7 @@ def _option_parameter(field: dataclasses.Field[Any], annotation: Any) -> inspect
             default = tuple(field.default_factory())
         else:
             factory = field.default_factory
-    info = typer.Option(declaration, help=help_text, default_factory=factory)
+    info = typer.Option(declaration, help=help_text, default_factory=factory, show_default=show_default)
     return inspect.Parameter(
         field.name,
         inspect.Parameter.KEYWORD_ONLY,

@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from alignlab.models.decode import cache_kwarg, returned_cache
+from alignlab.models.kvcache import cache_kwarg, returned_cache
+from alignlab.models.padding import pad
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -160,17 +161,6 @@ def _truncated(policy_model: Any, layers: int) -> Any:
 def _keeps(key: str, layers: int) -> bool:
     parts = key.split(".")
     return parts[0] != "layers" or int(parts[1]) < layers
-
-
-def pad(rows: Sequence[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids, mask
 
 
 def streaming_loss(

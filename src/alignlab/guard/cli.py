@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from alignlab.core.config import typer_command
+from alignlab.core.config import Base, typer_command
 from alignlab.core.extras import require
+from alignlab.guard.recipe import Recipe, load_recipe
 from alignlab.guard.redteam import RedTeamConfig
 
 app = typer.Typer(
@@ -89,15 +90,25 @@ def data(recipe: RecipeOpt = "default", data_dir: DataOpt = None) -> None:
     typer.echo(f"{len(records)} exchanges in {folder}", err=True)
 
 
+RECIPE = Base(
+    "recipe",
+    load_recipe,
+    "default",
+    "shipped recipe (default, smoke) or a recipe YAML; the options below override its values",
+)
+
+
 @app.command("train")
-def train(recipe: RecipeOpt = "default", data_dir: DataOpt = None, out: OutOpt = None) -> None:
-    """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run."""
+@typer_command(Recipe, base=RECIPE)
+def train(r: Recipe, data_dir: DataOpt = None, out: OutOpt = None) -> None:
+    """Train the classifiers, the probe and the cascade thresholds; resumes an interrupted run.
+
+    Every recipe field is an option; those not given keep the --recipe file's value.
+    """
     require("guard", needed_for="alignlab guard train")
     from alignlab.guard.policy import load_policy
-    from alignlab.guard.recipe import load_recipe
     from alignlab.guard.train import train_guard
 
-    r = load_recipe(recipe)
     records = _data(r, data_dir)
     target = out or _work(r) / "guard"
     card = train_guard(r, records, load_policy(r.policy), _work(r) / "work", target)

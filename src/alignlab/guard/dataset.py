@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from alignlab.core.splits import SplitName, hash_split, unit_hash
 from alignlab.guard.augment import augment
 from alignlab.guard.constitution import Constitution
 from alignlab.guard.recipe import Recipe
@@ -26,13 +27,13 @@ from alignlab.guard.seeds import Seed, constitution_seeds, dataset_seeds, synthe
 from alignlab.models.base import Backend, SamplingParams
 
 
-def unit_hash(text: str, salt: str) -> float:
-    return int.from_bytes(hashlib.sha256(f"{salt}:{text}".encode()).digest()[:8], "big") / 2**64
+def split_of(text: str, test_fraction: float) -> SplitName:
+    """``"test"`` or ``"train"``, by a hash of the request text (stable across runs and machines).
 
-
-def split_of(text: str, test_fraction: float) -> str:
-    """``"test"`` or ``"train"``, by a hash of the request text (stable across runs and machines)."""
-    return "test" if unit_hash(text, "split") < test_fraction else "train"
+    Raises:
+        ConfigError: ``test_fraction`` is outside ``[0, 1]``.
+    """
+    return hash_split(f"split:{text}", test_fraction)
 
 
 def gather_seeds(
@@ -63,7 +64,7 @@ def examples(recipe: Recipe, seeds: list[Seed]) -> Iterator[dict[str, Any]]:
             )
         elif seed.label == 1:
             held = list(recipe.held_out_families)
-            first = int(unit_hash(seed.text, "families") * len(held))
+            first = int(unit_hash(f"families:{seed.text}") * len(held))
             families += [
                 held[(first + k) % len(held)] for k in range(min(recipe.held_out_per_seed, len(held)))
             ]

@@ -20,27 +20,17 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from alignlab.core.intervals import wilson
 from alignlab.guard.evalsets import BENIGN_TRAFFIC, HARMFUL, OVER_REFUSAL
 
 Rule = Callable[[dict[str, Any]], bool]
 log = logging.getLogger(__name__)
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``k / n``."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - spread), min(1.0, centre + spread))
 
 
 def systems(t: dict[str, float]) -> dict[str, Rule]:

@@ -122,7 +122,7 @@ def train_probe(
 ) -> tuple[LinearProbe, list[float]]:
     """Fit a probe on the given rows of ``store``; returns it and the mean loss of each epoch."""
     from alignlab.core.progress import progress_bar
-    from alignlab.guard.classifier import pad
+    from alignlab.models.padding import pad
 
     torch.manual_seed(seed)
     mean, std = standardiser(store, rows, seed=seed)

@@ -1,7 +1,8 @@
 """A guard recipe: every setting that turns a constitution into a trained guard, as one dataclass.
 
 Recipes are YAML files (``guard/data/recipes/*.yaml``) loaded into :class:`Recipe`; the
-same fields are the options of ``alignlab guard train``.
+same fields are the options of ``alignlab guard train``, where ``--recipe`` picks the file and
+each option given overrides its value (:func:`build_recipe`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from alignlab.core.config import load_config, option
+from alignlab.core.config import load_config, option, with_overrides
 from alignlab.errors import ConfigError
 from alignlab.guard.window import Window
 
@@ -91,6 +93,7 @@ class Recipe:
 
 
 def recipe_path(name: str) -> Path:
+    """Where the shipped recipe ``name`` lives (the file may not exist)."""
     return Path(str(resources.files("alignlab.guard") / "data" / "recipes" / f"{name}.yaml"))
 
 
@@ -106,3 +109,13 @@ def load_recipe(name_or_path: str) -> Recipe:
     if not path.is_file():
         raise ConfigError(f"no recipe {name_or_path!r} (shipped: default, smoke; or give a YAML path)")
     return load_config(Recipe, path)
+
+
+def build_recipe(name_or_path: str = "default", **overrides: Any) -> Recipe:
+    """A recipe (as :func:`load_recipe`) with some fields replaced, as ``guard train`` builds it.
+
+    Raises:
+        ConfigError: no such recipe, an unknown field (named, with the closest), or an
+            ill-typed value.
+    """
+    return with_overrides(load_recipe(name_or_path), overrides)

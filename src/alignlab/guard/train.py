@@ -17,11 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from alignlab.guard.classifier import ExchangeClassifier, pad, streaming_loss
-from alignlab.guard.dataset import unit_hash
+from alignlab.core.splits import unit_hash
+from alignlab.guard.classifier import ExchangeClassifier, streaming_loss
 from alignlab.guard.features import Tokens, View, tokens_of
 from alignlab.guard.policy import GuardPolicy
 from alignlab.guard.recipe import Recipe
+from alignlab.models.padding import pad
 
 VIEWS: tuple[View, ...] = ("exchange", "input", "output")
 
@@ -33,7 +34,7 @@ def roles(records: Sequence[dict[str, Any]]) -> list[str]:
         if r["split"] == "test":
             out.append("test")
         else:
-            out.append("calib" if unit_hash(r["request"], "calib") < 0.15 else "fit")
+            out.append("calib" if unit_hash(f"calib:{r['request']}") < 0.15 else "fit")
     return out
 
 

@@ -10,7 +10,6 @@ activations costs no extra pass; only the very last token needs one more forward
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,6 +18,8 @@ import torch
 from transformers import TopPLogitsWarper
 
 from alignlab.models.base import SamplingParams
+from alignlab.models.kvcache import cache_kwarg, returned_cache
+from alignlab.models.padding import pad
 
 
 @dataclass
@@ -39,17 +40,6 @@ class Prefill:
 
     row: Any
     hidden: torch.Tensor
-
-
-def cache_kwarg(model: Any) -> str:
-    """The keyword ``model.forward`` takes its KV cache by: transformers renamed
-    ``past_key_values`` to ``cache``; both generations are accepted."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
-def returned_cache(out: Any) -> Any:
-    """The KV cache a forward pass returned, under either name."""
-    return getattr(out, "cache", None) or out.past_key_values
 
 
 def _forward(
@@ -184,12 +174,8 @@ def _prefill(
 ) -> tuple[_Running, list[Prefill]]:
     """One forward over the left-padded new prompts: their cache, next-token logits and prefills."""
     prompts = [ids for _, ids, _ in new]
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p) :] = 1
+    ids, mask = pad(prompts, pad_id, "left")
+    width = ids.shape[1]
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     out, cache = _forward(model, ids, mask, pos, None, hidden)
     prefills = []

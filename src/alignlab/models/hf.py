@@ -24,6 +24,7 @@ from alignlab.models.base import (
     collect,
 )
 from alignlab.models.detok import TextStream
+from alignlab.models.padding import pad
 
 R = TypeVar("R")
 
@@ -272,18 +273,15 @@ class HFBackend:
         results: dict[int, R] = {}
         for start in range(0, len(order), self.score_batch_size):
             chunk = order[start : start + self.score_batch_size]
-            width = max(len(rows[r]) for r in chunk)
-            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, r in enumerate(chunk):
-                ids[i, : len(rows[r])] = torch.tensor(rows[r])
-                mask[i, : len(rows[r])] = 1
+            batch_ids, mask = pad([rows[r] for r in chunk], self.pad_id)
             with torch.inference_mode():
                 if hidden:  # the base model alone: no vocabulary projection needed
-                    out = self.model.base_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+                    out = self.model.base_model(
+                        input_ids=batch_ids, attention_mask=mask, output_hidden_states=True
+                    )
                     batch = torch.stack(out.hidden_states, dim=1).float()
                 else:
-                    batch = self.model(input_ids=ids, attention_mask=mask).logits.float()
+                    batch = self.model(input_ids=batch_ids, attention_mask=mask).logits.float()
                 for i, r in enumerate(chunk):
                     n = len(rows[r])
                     results[r] = reduce(r, batch[i, :, :n] if hidden else batch[i, :n])

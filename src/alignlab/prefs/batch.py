@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from alignlab.models.padding import PaddingSide, pad
 from alignlab.prefs.data import Ranking
 
 if TYPE_CHECKING:
     import torch
 
-PaddingSide = Literal["left", "right"]
 Layout = Literal["packed", "shared", "rows"]
 B = TypeVar("B", "Batch", "Packed")
 LAYOUTS: tuple[Layout, ...] = ("packed", "shared", "rows")
@@ -168,9 +168,9 @@ def collate(
             targets.append([False] * len(prefix) + marks)
             owner.append(b if shared else len(rows) - 1)
     contexts = [e.context for e in encoded] if shared else []
-    context_ids, context_mask = _pad(contexts, pad_id, "left")
-    ids, mask = _pad(rows, pad_id, padding_side)
-    target, _ = _pad([[int(t) for t in row] for row in targets], 0, padding_side)
+    context_ids, context_mask = pad(contexts, pad_id, "left")
+    ids, mask = pad(rows, pad_id, padding_side)
+    target, _ = pad([[int(t) for t in row] for row in targets], 0, padding_side)
     width = ids.shape[1]
     ends = [len(r) - 1 if padding_side == "right" else width - 1 for r in rows]
     return Batch(
@@ -209,21 +209,6 @@ def _labels(encoded: Sequence[Encoded]) -> dict[str, Any]:
         "best": torch.tensor(best, dtype=torch.long),
         "spans": spans,
     }
-
-
-def _pad(rows: Sequence[list[int]], value: int, side: PaddingSide) -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-
-    width = max((len(r) for r in rows), default=0)
-    ids = torch.full((len(rows), width), value, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if not row:
-            continue
-        span = slice(0, len(row)) if side == "right" else slice(width - len(row), width)
-        ids[i, span] = torch.tensor(row, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from alignlab.core.aliases import renamed_options
 from alignlab.core.config import typer_command
 from alignlab.core.extras import require
 from alignlab.prefs.distill import DistillConfig
@@ -50,7 +51,7 @@ def data(
 @app.command("train")
 @typer_command(TrainConfig)
 def train_command(config: TrainConfig) -> None:
-    """Train a preference model (ranked, binary or imitation); resumes from --output."""
+    """Train a preference model (ranked, binary or imitation); resumes from --out."""
     require("prefs", needed_for="alignlab prefs train")
     from alignlab.prefs.train import train, training_data
 
@@ -75,10 +76,11 @@ def pmp_command(config: PMPConfig) -> None:
 
 
 @app.command("eval")
+@renamed_options(output="out")
 @typer_command(EvalConfig)
 def eval_command(
     config: EvalConfig,
-    output: Annotated[Path | None, typer.Option(help="write the reports as JSON here")] = None,
+    out: Annotated[Path | None, typer.Option(help="write the reports as JSON here")] = None,
 ) -> None:
     """Accuracy of a preference model, or of a language model by log-probability, on a suite."""
     require("prefs", needed_for="alignlab prefs eval")
@@ -87,8 +89,8 @@ def eval_command(
     reports = run_eval(config)
     for report in reports:
         typer.echo(report.table() + "\n")
-    if output is not None:
-        output.write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
+    if out is not None:
+        out.write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
 
 
 @app.command("distill")

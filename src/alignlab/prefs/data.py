@@ -17,21 +17,20 @@ near-duplicate conversations stay on one side.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from alignlab.core.datadir import data_root
 from alignlab.core.registry import Registry
+from alignlab.core.splits import SplitName, hash_split
 from alignlab.errors import ConfigError, DataError
 
 ASSISTANT = "\n\nAssistant:"
 HUMAN = "\n\nHuman:"
-SplitName = Literal["train", "test"]
 
 
 @dataclass(frozen=True)
@@ -294,10 +293,7 @@ def split_of(group: str, test_fraction: float, salt: str = "alignlab-prefs") -> 
     Raises:
         ConfigError: ``test_fraction`` is outside ``[0, 1]``.
     """
-    if not 0.0 <= test_fraction <= 1.0:
-        raise ConfigError(f"test_fraction must be within [0, 1], got {test_fraction}")
-    digest = hashlib.sha256(f"{salt}\0{group}".encode()).digest()
-    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+    return hash_split(f"{salt}\0{group}", test_fraction)
 
 
 def split(rankings: Sequence[Ranking], name: SplitName, test_fraction: float = 0.2) -> list[Ranking]:

@@ -46,9 +46,11 @@ class DistillConfig:
     lr: float = option(1e-5, "learning rate")
     layers: int = option(0, "keep only the first N transformer layers (0 = all)")
     seed: int = option(0, "seed of the data order")
-    output: str = option("runs/prefs-distill", "folder for the distilled model and distill.json")
+    out: str = option(
+        "runs/prefs-distill", "folder for the distilled model and distill.json", old_names=("output",)
+    )
     checkpoint_every: int = option(50, "save the student and optimiser every N steps (0 = only at the end)")
-    resume: bool = option(True, "reuse the cached teacher and resume from the checkpoint in --output")
+    resume: bool = option(True, "reuse the cached teacher and resume from the checkpoint in --out")
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ def distill(
     model: tuple[Any, Any] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> DistillResult:
-    """Cache the teacher, train the student, and save it to ``config.output/model``.
+    """Cache the teacher, train the student, and save it to ``config.out/model``.
 
     Args:
         config: the settings.
@@ -196,7 +198,7 @@ def distill(
     texts = list(texts) if texts is not None else corpus(config)
     lm, tokenizer = model if model is not None else load_lm(config.model, config.layers)
     prompt = load_prompt(config.prompt or None)
-    output = Path(config.output)
+    output = Path(config.out)
     output.mkdir(parents=True, exist_ok=True)
     run = _run_key(config, prompt, texts)
     lm.eval()
@@ -256,7 +258,7 @@ def _run_key(config: DistillConfig, prompt: str, texts: Sequence[str]) -> str:
 
     from alignlab.core.provenance import hash_records
 
-    settings = dump_config(replace(config, output="", checkpoint_every=0, resume=True))
+    settings = dump_config(replace(config, out="", checkpoint_every=0, resume=True))
     return hash_records([settings, prompt, *texts])
 
 

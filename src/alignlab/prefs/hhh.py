@@ -12,12 +12,12 @@ Every row reports Wilson 95% intervals and, beside it, the "longer answer wins" 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from alignlab.core.config import option
+from alignlab.core.intervals import wilson
 from alignlab.errors import ConfigError
 from alignlab.prefs.data import Ranking, flatten_pairs
 
@@ -74,16 +74,6 @@ class Report:
             ci = f"[{r.low:.3f}, {r.high:.3f}]"
             lines.append(f"{r.subset:<10} {r.n:>5} {r.accuracy:>9.3f} {ci:>15} {r.longer_wins:>12.3f}")
         return "\n".join(lines)
-
-
-def wilson(correct: float, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``correct / n`` (``(0, 1)`` when ``n == 0``)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _credit(better: float, worse: float) -> float:

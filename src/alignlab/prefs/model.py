@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from alignlab.core.config import option
 from alignlab.errors import ConfigError, DependencyError, ModelNotFoundError
+from alignlab.models.kvcache import cache_argument, returned_cache
+from alignlab.models.padding import PaddingSide
 from alignlab.prefs.backbone import backbone_path, keep_layers
-from alignlab.prefs.batch import Batch, Encoder, Layout, Packed, PaddingSide, collate, pack
+from alignlab.prefs.batch import Batch, Encoder, Layout, Packed, collate, pack
 from alignlab.prefs.data import Ranking
 
 if TYPE_CHECKING:
@@ -245,7 +247,7 @@ class PreferenceModel:
             cache = DynamicCache(
                 ddp_cache_data=[
                     (layer.keys[batch.owner], layer.values[batch.owner])
-                    for layer in _cache_of(context).layers
+                    for layer in returned_cache(context).layers
                 ]
             )
             last = context.last_hidden_state[batch.owner, -1]
@@ -256,7 +258,7 @@ class PreferenceModel:
             attention_mask=mask,
             position_ids=offset[:, None] + _positions(batch.mask),
             use_cache=cache is not None,
-            **_cache_argument(decoder, cache),
+            **cache_argument(decoder, cache),
         )
         hidden = out.last_hidden_state
         rows = torch.arange(n, device=hidden.device)
@@ -331,21 +333,6 @@ class PreferenceModel:
     @property
     def device(self) -> Any:
         return next(self.head.parameters()).device
-
-
-def _cache_argument(decoder: Any, cache: Any) -> dict[str, Any]:
-    """The KV-cache keyword: ``cache`` in recent transformers, ``past_key_values`` before."""
-    import inspect
-
-    if cache is None:
-        return {}
-    name = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-    return {name: cache}
-
-
-def _cache_of(output: Any) -> Any:
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:

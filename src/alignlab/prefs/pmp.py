@@ -42,7 +42,9 @@ class PMPConfig:
     layers: int = option(0, "keep only the first N transformer layers (0 = all)")
     lora: bool = option(False, "train LoRA adapters and the head; needs peft")
     seed: int = option(0, "seed")
-    output: str = option("runs/prefs-pmp", "folder; stages go to OUTPUT/pmp and OUTPUT/finetune")
+    out: str = option(
+        "runs/prefs-pmp", "folder; stages go to OUT/pmp and OUT/finetune", old_names=("output",)
+    )
 
     def stages(self) -> tuple[TrainConfig, TrainConfig]:
         """The two :class:`TrainConfig` s this pipeline runs.
@@ -69,12 +71,12 @@ class PMPConfig:
             steps=self.pmp_steps,
             lr=self.pmp_lr,
             layers=self.layers,
-            output=str(Path(self.output) / "pmp"),
+            out=str(Path(self.out) / "pmp"),
             **shared,  # type: ignore[arg-type]
         )
         finetune = dataclasses.replace(
             pretrain,
-            model=str(Path(self.output) / "pmp" / "model"),
+            model=str(Path(self.out) / "pmp" / "model"),
             data=self.data,
             split="train",
             limit=self.limit,
@@ -83,7 +85,7 @@ class PMPConfig:
             steps=self.steps,
             lr=self.lr,
             layers=0,
-            output=str(Path(self.output) / "finetune"),
+            out=str(Path(self.out) / "finetune"),
         )
         return pretrain, finetune
 

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.errors import DataError
+from alignlab.models.kvcache import cache_argument, returned_cache
+from alignlab.models.padding import pad
 
 PROMPT_RESOURCE = "hhh_prompt.json"
 
@@ -110,7 +112,7 @@ class PrefixedLM:
         if self.prefix_ids:
             with torch.no_grad():
                 out = lm(input_ids=torch.tensor([self.prefix_ids]), use_cache=True)
-            cache = getattr(out, "cache", None) or out.past_key_values
+            cache = returned_cache(out)
             self._kv = [(layer.keys, layer.values) for layer in cache.layers]
             self._first = out.logits[0, -1].float()
 
@@ -123,12 +125,8 @@ class PrefixedLM:
         import torch
         from transformers import DynamicCache
 
-        width = max(len(r) for r in rows)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
+        ids, mask = pad(rows)
+        width = ids.shape[1]
         p = len(self.prefix_ids)
         kwargs: dict[str, Any] = {}
         if p:
@@ -136,8 +134,7 @@ class PrefixedLM:
             cache = DynamicCache(
                 ddp_cache_data=[(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in self._kv]
             )
-            name = "cache" if "cache" in _parameters(self.lm) else "past_key_values"
-            kwargs = {name: cache, "use_cache": True}
+            kwargs = {**cache_argument(self.lm, cache), "use_cache": True}
             mask = torch.cat([torch.ones((n, p), dtype=torch.long), mask], dim=1)
         positions = p + torch.arange(width)[None].expand(len(rows), -1)
         logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits.float()
@@ -158,9 +155,3 @@ class PrefixedLM:
                     logp = torch.log_softmax(logits[len(context) :], dim=-1)
                     scores.append(float(logp.gather(1, torch.tensor(target)[:, None]).sum()))
         return scores
-
-
-def _parameters(lm: Any) -> Any:
-    import inspect
-
-    return inspect.signature(lm.forward).parameters

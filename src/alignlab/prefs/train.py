@@ -65,9 +65,11 @@ class TrainConfig:
     layout: str = option(
         "packed", "batch layout: packed (contexts once, no padding), shared (contexts once) or rows"
     )
-    output: str = option("runs/prefs", "folder for checkpoints, the final model and train.json")
+    out: str = option(
+        "runs/prefs", "folder for checkpoints, the final model and train.json", old_names=("output",)
+    )
     checkpoint_every: int = option(50, "save a checkpoint every N steps (0 = only at the end)")
-    resume: bool = option(True, "resume from the last checkpoint in --output if there is one")
+    resume: bool = option(True, "resume from the last checkpoint in --out if there is one")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(self.model, self.end_token, self.pad_token, self.max_tokens, self.layers)
@@ -130,7 +132,7 @@ def train(
     *,
     on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train a preference model; resume from ``config.output`` when a checkpoint is there.
+    """Train a preference model; resume from ``config.out`` when a checkpoint is there.
 
     Args:
         config: the settings.
@@ -153,7 +155,7 @@ def train(
     data = list(rankings) if rankings is not None else training_data(config)[0]
     if not data:
         raise ConfigError("no training data")
-    if config.resume and (finished := _finished(config, Path(config.output), data)) is not None:
+    if config.resume and (finished := _finished(config, Path(config.out), data)) is not None:
         return finished
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -168,7 +170,7 @@ def train(
     parameters = [p for p in module.parameters() if p.requires_grad]
     optimizer, scheduler = _optimiser(parameters, config)
     module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
-    output = Path(config.output)
+    output = Path(config.out)
     losses, start = _resume(accelerator, output) if config.resume else ([], 0)
     module.train()
     for step in range(start, config.steps):

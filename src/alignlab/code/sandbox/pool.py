@@ -30,7 +30,7 @@ namespaces, old kernels) a program can read what its user can read, write where 
 user can write, and reach the network; Landlock on this machine's kernel may not cover
 every filesystem right (see ``docs/code-sandbox.md``); CPU-time limits cannot stop a
 program that spends its time sleeping until the wall-clock backstop; and strict mode
-(:mod:`alignlab.code.strict`) stops reward hacks, not code written against alignlab.
+(:mod:`alignlab.code.sandbox.strict`) stops reward hacks, not code written against alignlab.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from alignlab.code.isolation import Isolation
+from alignlab.code.sandbox.namespaces import Isolation
 from alignlab.core.config import option
 from alignlab.errors import SandboxError
 
@@ -64,11 +64,12 @@ from alignlab.errors import SandboxError
 # page a worker holds makes each fork and exit dearer.
 _BOOTSTRAP = """
 import sys, types
-for name, path in (("alignlab", sys.argv[2]), ("alignlab.code", sys.argv[2] + "/code")):
+packages = ("alignlab", ""), ("alignlab.code", "/code"), ("alignlab.code.sandbox", "/code/sandbox")
+for name, path in ((name, sys.argv[2] + suffix) for name, suffix in packages):
     module = types.ModuleType(name)
     module.__path__ = [path]
     sys.modules[name] = module
-from alignlab.code.worker import main
+from alignlab.code.sandbox.forkserver import main
 main()
 """
 _ENV = {
@@ -177,7 +178,7 @@ class _Worker:
                 "output_bytes": config.output_bytes,
             },
         }
-        package = str(Path(__file__).resolve().parents[1])
+        package = str(Path(__file__).resolve().parents[2])
         self.process = subprocess.Popen(
             [sys.executable, "-s", "-B", "-c", _BOOTSTRAP, json.dumps(settings), package],
             stdin=subprocess.PIPE,
@@ -244,7 +245,7 @@ class _Worker:
 
 
 def _preload() -> list[str]:
-    from alignlab.code.worker import PRELOAD
+    from alignlab.code.sandbox.forkserver import PRELOAD
 
     return list(PRELOAD)
 

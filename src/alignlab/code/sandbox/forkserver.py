@@ -1,15 +1,17 @@
 """The sandbox worker: a warm fork server that runs each sample in a fresh, confined child.
 
 Started once per worker by :class:`alignlab.code.sandbox.Sandbox` as
-``python -c "…worker.main()" CONFIG``. It imports the modules samples commonly use,
-enters its namespaces (see :mod:`alignlab.code.isolation`), then reads one JSON job per
+``python -c "…forkserver.main()" CONFIG``. It imports the modules samples commonly use,
+enters its namespaces (see :mod:`alignlab.code.sandbox.namespaces`), then reads one JSON job per
 line on stdin and answers one JSON result per line on stdout. For each job it forks a
 child that applies the per-sample limits and layers, runs the program and reports back
 on a private pipe; the server then kills whatever the sample left running, reads the
 capped output and removes the sample's folder.
 
-Only the standard library and the sibling modules (isolation, landlock, seccomp,
-execution, strict) are imported here, so a worker starts fast and forks small.
+What the forked child does (limits, layers, the program, its report) is
+:mod:`alignlab.code.sandbox.child`. Only the standard library and the sibling modules
+(namespaces, landlock, seccomp, child, strict) are imported here, so a worker starts fast
+and forks small.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import contextlib
 import gc
 import importlib
 import json
-import math
 import os
-import random
 import resource
 import select
 import shutil
@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from alignlab.code import isolation, landlock, seccomp
-from alignlab.code.execution import cpu_time_up, execute, verdict
-from alignlab.code.strict import Guard
+from alignlab.code.sandbox import landlock, namespaces, seccomp
+from alignlab.code.sandbox.child import RECORD_BYTES, run_child, verdict
+from alignlab.code.sandbox.strict import Guard
 
 PRELOAD = (
     "collections", "itertools", "functools", "heapq", "bisect", "typing", "re", "string", "math",
@@ -42,8 +42,7 @@ PRELOAD = (
 )  # fmt: skip
 """Imported once per worker so samples do not pay for these imports."""
 
-_RECORD_BYTES = 64 * 1024
-_dumps, _loads, _write = json.dumps, json.loads, os.write  # kept before any sample can patch them
+_dumps, _loads = json.dumps, json.loads  # kept before any sample can patch them
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,14 @@ class _Child:
 def main() -> None:
     """Entry point of a worker process; ``sys.argv[1]`` is its JSON configuration."""
     config = _loads(sys.argv[1])
-    isolation.set_parent_death_signal()
+    namespaces.set_parent_death_signal()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the harness decides when workers stop
     for name in config["preload"]:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    report = isolation.Isolation()
+    report = namespaces.Isolation()
     if config["isolate"]:
-        isolation.enter_worker_namespaces(report, config["tmp_bytes"])
+        namespaces.enter_worker_namespaces(report, config["tmp_bytes"])
     else:
         report.identity = f"uid {os.geteuid()}"
         report.warnings.append("kernel isolation turned off by configuration")
@@ -78,9 +77,9 @@ def main() -> None:
                 os.dup2(null, fd)
             status = os.waitpid(server, 0)[1]
             os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
-        isolation.set_parent_death_signal()
+        namespaces.set_parent_death_signal()
     elif sys.platform == "linux":
-        isolation.become_subreaper()
+        namespaces.become_subreaper()
     ForkServer(config, report).serve()
 
 
@@ -92,7 +91,7 @@ class ForkServer:
         report: the isolation achieved so far, completed here with the per-sample layers.
     """
 
-    def __init__(self, config: dict[str, Any], report: isolation.Isolation) -> None:
+    def __init__(self, config: dict[str, Any], report: namespaces.Isolation) -> None:
         self.limits: dict[str, Any] = config["limits"]
         # The snapshot of what samples must not touch is taken once, here, before any sample runs.
         self.guard = Guard() if config["strict"] else None
@@ -122,8 +121,8 @@ class ForkServer:
             self.landlock = landlock.LandlockPolicy(abi)
         program = seccomp.seccomp_program(allow_fork=self.limits["processes"] > 1)
         self.seccomp = seccomp.SeccompFilter(program) if program is not None else None
-        isolation.drop_capabilities()
-        if not isolation.no_new_privileges():
+        namespaces.drop_capabilities()
+        if not namespaces.no_new_privileges():
             self.landlock, self.seccomp = None, None
         if self.landlock is not None and not self._works(self._try_landlock):
             self.landlock = None
@@ -171,14 +170,15 @@ class ForkServer:
         ]
         if lim["processes"] <= 1 and self.seccomp is not None:
             described.append("no new processes (seccomp)")
-        elif self._nproc_enforced():
+        elif self.nproc_enforced():
             described.append(f"processes {lim['processes']}")
         else:
             described.append("processes: not limited (root identity or shared user)")
             self.report.warnings.append("the process limit cannot be enforced here")
         return described
 
-    def _nproc_enforced(self) -> bool:
+    def nproc_enforced(self) -> bool:
+        """Whether RLIMIT_NPROC can limit samples (in a user namespace, not as capability-less root)."""
         return self.report.user_namespace and self.report.identity != "root without capabilities"
 
     def serve(self) -> None:
@@ -221,7 +221,7 @@ class ForkServer:
             try:
                 for fd in (job_write, result_read, self.stdout, self.stdin.fileno()):
                     os.close(fd)
-                self._child(job_read, (out_fd, err_fd, result_write), nonce)
+                run_child(self, job_read, (out_fd, err_fd, result_write), nonce)
             finally:
                 os._exit(70)
         for fd in (out_fd, err_fd, result_write, job_read):
@@ -321,75 +321,14 @@ class ForkServer:
             return verdict("out_of_memory", f"out of memory (exit status {code})")
         return verdict("failed", f"exited with status {code} before the tests finished")
 
-    def _child(self, job_read: int, fds: tuple[int, int, int], nonce: str) -> None:
-        out_fd, err_fd, write_end = fds
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        for fd in (null, out_fd, err_fd):
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            os.setsid()
-        os.chdir(self.folder)
-        self._limit()
-        if self.landlock is not None:
-            self.landlock.apply(self.folder)
-            self.landlock.close()
-        if self.seccomp is not None:
-            self.seccomp.install()
-        chunks = []
-        while chunk := os.read(job_read, 1 << 16):
-            chunks.append(chunk)
-        if not chunks:  # the server stopped before handing over a job
-            os._exit(0)
-        job = _loads(b"".join(chunks))
-        me = os.getpid()
-        random.seed(0)
-        signal.signal(signal.SIGPROF, cpu_time_up)
-        signal.setitimer(signal.ITIMER_PROF, self.limits["cpu_seconds"])
-        record = execute(job["source"], job.get("entry_point"), self.guard)
-        if os.getpid() != me:  # a process the sample forked: only the sample itself reports
-            os._exit(0)
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(BaseException):
-                stream.flush()
-        record["nonce"] = nonce
-        try:
-            data = ("\n" + _dumps(record) + "\n").encode()[:_RECORD_BYTES]
-        except BaseException:
-            data = (
-                "\n" + _dumps({"verdict": "failed", "detail": "unreportable", "nonce": nonce}) + "\n"
-            ).encode()
-        _write(write_end, data)
-        os._exit(0)
-
-    def _limit(self) -> None:
-        lim = self.limits
-        cpu = math.ceil(lim["cpu_seconds"]) + 1  # the hard kill; the itimer gives the exact limit
-        pairs = [
-            (resource.RLIMIT_CPU, cpu),
-            (resource.RLIMIT_AS, lim["memory_bytes"]),
-            (resource.RLIMIT_FSIZE, lim["file_size_bytes"]),
-            (resource.RLIMIT_NOFILE, lim["open_files"]),
-            (resource.RLIMIT_CORE, 0),
-        ]
-        if lim["processes"] > 1 and self._nproc_enforced():
-            pairs.append((resource.RLIMIT_NPROC, lim["processes"] + 2))  # + the server and its parent
-        for which, value in pairs:
-            with contextlib.suppress(ValueError, OSError):
-                resource.setrlimit(which, (value, value))
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails instead of killing
-
 
 def _read_record(fd: int, nonce: str) -> dict[str, Any] | None:
     os.set_blocking(fd, False)
     chunks = []
     with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, _RECORD_BYTES):
+        while chunk := os.read(fd, RECORD_BYTES):
             chunks.append(chunk)
-            if sum(map(len, chunks)) > 4 * _RECORD_BYTES:
+            if sum(map(len, chunks)) > 4 * RECORD_BYTES:
                 break
     for line in b"".join(chunks).splitlines():
         try:

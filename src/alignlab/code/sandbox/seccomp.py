@@ -15,7 +15,7 @@ import platform
 import struct
 import sys
 
-from alignlab.code.isolation import checked, libc
+from alignlab.code.sandbox.namespaces import checked, libc
 
 _PR_SET_SECCOMP = 22
 _CLONE_THREAD = 0x00010000

@@ -14,7 +14,7 @@ capabilities, a Landlock domain (read the Python installation and system files, 
 only the sample's own folder, no TCP, no signals or abstract sockets outside the
 domain) and a seccomp filter (no exec, no new processes, no sockets, no namespaces,
 mounts, ptrace, kernel keyrings, BPF, io_uring or module loading); those two live in
-:mod:`alignlab.code.landlock` and :mod:`alignlab.code.seccomp`.
+:mod:`alignlab.code.sandbox.landlock` and :mod:`alignlab.code.sandbox.seccomp`.
 """
 
 from __future__ import annotations

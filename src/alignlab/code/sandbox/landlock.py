@@ -16,7 +16,7 @@ import struct
 import sys
 import sysconfig
 
-from alignlab.code.isolation import checked, libc
+from alignlab.code.sandbox.namespaces import checked, libc
 
 _SYS_LANDLOCK_CREATE, _SYS_LANDLOCK_ADD, _SYS_LANDLOCK_RESTRICT = 444, 445, 446
 _FS_EXECUTE, _FS_WRITE_FILE, _FS_READ_FILE, _FS_READ_DIR = 1, 2, 4, 8

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any, Protocol
 
-from alignlab.code.isolation import Isolation
-from alignlab.code.sandbox import IsolationWarning, Outcome, Program, Sandbox, SandboxConfig
+from alignlab.code.sandbox.namespaces import Isolation
+from alignlab.code.sandbox.pool import IsolationWarning, Outcome, Program, Sandbox, SandboxConfig
 from alignlab.errors import ConfigError, DependencyError, SandboxError
 
 LOCAL = "local"
