@@ -178,6 +178,10 @@ def evaluate(
     }
     test = [x for x in _existing(r, data_dir) if x["split"] == "test"]
     items = eval_items(find_data(data_dir), test, r.held_out_families, max_per_set, r.seed)
+    if r.real_traffic != "none":
+        from alignlab.guard.traffic import heldout_items
+
+        items += heldout_items(r.real_traffic, r.real_traffic_heldout, max_per_set, r.real_traffic_turns)
     target = out or _work(r) / "eval"
     summary = run_eval(g, baselines, items, target, r.response_tokens)
     typer.echo(

@@ -108,9 +108,11 @@ def build(
     else:
         seeds = gather_seeds(recipe, constitution, root, generator)
         write_jsonl(seeds_path, [asdict(s) for s in seeds])
-    seeds, decontamination = clean(recipe, seeds, root, out)
+    checks = Checks(recipe, root)
+    seeds, decontamination = clean(seeds, checks, out)
+    real, traffic_report = traffic(recipe, constitution, checks, out)
     # A stable shuffled order (by id, a hash): any prefix is an unbiased sample of every source.
-    todo_all = sorted(examples(recipe, seeds), key=lambda e: str(e["id"]))
+    todo_all = sorted([*examples(recipe, seeds), *real], key=lambda e: str(e["id"]))
     if recipe.max_examples:
         todo_all = todo_all[: recipe.max_examples]
     results = ResultsFile(out / "exchanges.jsonl", "id")
@@ -124,42 +126,115 @@ def build(
         for e in sorted(todo[start : start + window], key=lambda e: len(str(e["messages"])))
     ]
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
+    fit = _fitter(policy, recipe.response_tokens)
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             for example, gen in zip(
-                chunk, policy.generate([e["messages"] for e in chunk], params), strict=True
+                chunk, policy.generate([fit(e["messages"]) for e in chunk], params), strict=True
             ):
                 results.append({**example, "response": gen.text})
             bar.update(task, advance=len(chunk))
     wanted = {e["id"] for e in todo_all}
-    write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, decontamination)
+    card = {"decontamination": decontamination, "real_traffic": traffic_report}
+    write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, card)
     return results.path
 
 
-def clean(
-    recipe: Recipe, seeds: list[Seed], root: Path | None, out: Path
-) -> tuple[list[Seed], dict[str, Any]]:
-    """``seeds`` without any that repeat an evaluation item, and the report (cached in ``out``)."""
-    from alignlab.guard.decontam import Decontaminator, Reference, decontaminate, load_embedder
-    from alignlab.guard.evalsets import load_eval_sets
+class Checks:
+    """The decontamination checker and the embedder, built once and only when a step needs them."""
 
-    refs = [Reference(i.id, i.set, i.text) for i in load_eval_sets(root)] if root is not None else []
-    settings = [recipe.decontam_jaccard, recipe.decontam_cosine, recipe.decontam_embedder]
-    key = hashlib.sha256(
-        json.dumps([[s.text for s in seeds], [[r.id, r.text] for r in refs], settings]).encode()
-    ).hexdigest()
-    cache = out / "decontamination.json"
-    if cache.is_file() and (known := json.loads(cache.read_text())).get("key") == key:
-        report = known["report"]
-    else:
-        embedder = None if recipe.decontam_embedder == "none" else load_embedder(recipe.decontam_embedder)
-        checker = Decontaminator(refs, recipe.decontam_jaccard, recipe.decontam_cosine, embedder)
-        _, report = decontaminate(seeds, lambda s: s.text, lambda s: s.source, checker)
-        cache.write_text(json.dumps({"key": key, "report": report}, indent=2) + "\n")
+    def __init__(self, recipe: Recipe, root: Path | None) -> None:
+        self.recipe = recipe
+        self.root = root
+        self._checker: Any = None
+        self._embedder: Any = None
+
+    @property
+    def references(self) -> list[Any]:
+        from alignlab.guard.decontam import Reference
+        from alignlab.guard.evalsets import load_eval_sets
+
+        return [Reference(i.id, i.set, i.text) for i in load_eval_sets(self.root)] if self.root else []
+
+    def embedder(self) -> Any:
+        from alignlab.guard.decontam import load_embedder
+
+        if self._embedder is None and self.recipe.decontam_embedder != "none":
+            self._embedder = load_embedder(self.recipe.decontam_embedder)
+        return self._embedder
+
+    def checker(self) -> Any:
+        from alignlab.guard.decontam import Decontaminator
+
+        if self._checker is None:
+            r = self.recipe
+            self._checker = Decontaminator(
+                self.references, r.decontam_jaccard, r.decontam_cosine, self.embedder()
+            )
+        return self._checker
+
+    def key(self, texts: list[str], *extra: Any) -> str:
+        r = self.recipe
+        settings = [r.decontam_jaccard, r.decontam_cosine, r.decontam_embedder, *extra]
+        refs = [[x.id, x.text] for x in self.references]
+        return hashlib.sha256(json.dumps([texts, refs, settings]).encode()).hexdigest()
+
+
+def cached(path: Path, key: str, make: Any) -> Any:
+    """``make()``'s JSON result, reused from ``path`` while its key stays the same."""
+    if path.is_file() and (known := json.loads(path.read_text())).get("key") == key:
+        return known["value"]
+    value = make()
+    path.write_text(json.dumps({"key": key, "value": value}, indent=2) + "\n")
+    return value
+
+
+def clean(seeds: list[Seed], checks: Checks, out: Path) -> tuple[list[Seed], dict[str, Any]]:
+    """``seeds`` without any that repeat an evaluation item, and the report (cached in ``out``)."""
+    from alignlab.guard.decontam import decontaminate
+
+    def make() -> dict[str, Any]:
+        return decontaminate(seeds, lambda s: s.text, lambda s: s.source, checks.checker())[1]
+
+    report = cached(out / "decontamination.json", checks.key([s.text for s in seeds]), make)
     dropped = {m["text"] for m in report["matches"]}
     return [s for s in seeds if s.text[:200] not in dropped], report
+
+
+def traffic(
+    recipe: Recipe, constitution: Constitution, checks: Checks, out: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Benign examples from the real-traffic training part, screened and decontaminated (cached)."""
+    if recipe.real_traffic == "none" or recipe.real_traffic_conversations <= 0:
+        return [], None
+    from alignlab.guard.traffic import training_part
+
+    disallowed = [e for c in constitution.side("harmful") for e in c.disallowed]
+    settings = [recipe.real_traffic, recipe.real_traffic_conversations, recipe.real_traffic_turns,
+                recipe.real_traffic_heldout, recipe.real_traffic_screen, disallowed]  # fmt: skip
+    key = checks.key([], *settings)
+
+    def make() -> dict[str, Any]:
+        embedder = checks.embedder()
+        if embedder is None:
+            from alignlab.errors import ConfigError
+
+            raise ConfigError("screening real traffic needs an embedder; set decontam_embedder (not none)")
+        return training_part(recipe, disallowed, embedder, checks.checker())
+
+    value = cached(out / "traffic.json", key, make)
+    return value["examples"], value["report"]
+
+
+def _fitter(policy: Backend, answer_tokens: int) -> Any:
+    """Long conversations cut to fit the policy's context (a local policy counts; others pass as they are)."""
+    if getattr(policy, "context_length", None) is None or not hasattr(policy, "encode"):
+        return lambda messages: messages
+    from alignlab.guard.scoring import fit_messages
+
+    return lambda messages: fit_messages(policy, messages, answer_tokens)  # type: ignore[arg-type]
 
 
 def selected(recipe: Recipe, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -169,13 +244,16 @@ def selected(recipe: Recipe, records: list[dict[str, Any]]) -> list[dict[str, An
 
 
 def write_card(
-    out: Path, records: list[dict[str, Any]], recipe: Recipe, decontamination: dict[str, Any] | None = None
+    out: Path, records: list[dict[str, Any]], recipe: Recipe, extra: dict[str, Any] | None = None
 ) -> None:
     """``card.json``: counts per split, label, category, source and augmentation; decontamination's drops."""
     card: dict[str, Any] = {"recipe": asdict(recipe), "total": len(records)}
-    if decontamination is not None:
-        card["decontamination"] = {k: v for k, v in decontamination.items() if k != "matches"}
-        card["decontamination"]["matches"] = decontamination["matches"][:50]
+    for name, report in (extra or {}).items():
+        if report is not None:
+            card[name] = {k: v for k, v in report.items() if k not in ("matches", "removed")}
+            for listing in ("matches", "removed"):
+                if listing in report:
+                    card[name][listing] = report[listing][:50]
     for key in ("split", "label", "category", "source", "augmentation"):
         card[f"by_{key}"] = dict(Counter(str(r[key]) for r in records).most_common())
     card["by_split_and_label"] = dict(Counter(f"{r['split']}/{r['label']}" for r in records))

@@ -1,6 +1,7 @@
 """Evaluation sets for the guard. These never train, tune prompts or set thresholds.
 
-Benign traffic: real chat requests (arena_hard v0.1 and v2.0, mt_bench); over-refusal sets
+Benign traffic: real chat requests (arena_hard v0.1 and v2.0, mt_bench, and the held-out part of
+a recipe's real traffic, :mod:`alignlab.guard.traffic`); over-refusal sets
 (XSTest safe, coconot_contrast, the held-out half of cyberseceval mitre_frr). Harmful:
 XSTest unsafe. The guard's own test split (seeds hashed away from training, with held-out
 augmentation families) is added by :mod:`alignlab.guard.evaluate`.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from alignlab.guard.seeds import half
 
-BENIGN_TRAFFIC = ("arena_hard", "mt_bench")
+BENIGN_TRAFFIC = ("arena_hard", "mt_bench", "real_traffic_heldout")
 OVER_REFUSAL = ("xstest_safe", "coconot_contrast", "mitre_frr_heldout")
 HARMFUL = ("xstest_unsafe",)
 

@@ -38,6 +38,11 @@ DATA_FIELDS = (
     "decontam_jaccard",
     "decontam_cosine",
     "decontam_embedder",
+    "real_traffic",
+    "real_traffic_conversations",
+    "real_traffic_turns",
+    "real_traffic_heldout",
+    "real_traffic_screen",
 )
 """Recipe fields the exchange dataset depends on (the rest only shape training)."""
 
@@ -63,6 +68,11 @@ def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | No
     seeds = [asdict(s) for s in dataset_seeds(root, recipe.max_per_source)] if root is not None else []
     evaluation = [asdict(i) for i in load_eval_sets(root)] if root is not None else []
     fields = {name: getattr(recipe, name) for name in DATA_FIELDS}
+    if recipe.real_traffic != "none" and recipe.real_traffic_conversations > 0:
+        from alignlab.guard.traffic import traffic_path
+
+        stat = traffic_path(recipe.real_traffic).stat()
+        fields["real_traffic_file"] = [stat.st_size, stat.st_mtime_ns]
     return digest(
         {"recipe": fields, "constitution": asdict(constitution), "seeds": seeds, "evaluation": evaluation}
     )

@@ -81,6 +81,20 @@ class Recipe:
     decontam_embedder: str = option(
         "minilm", "sentence embedder for the paraphrase check: minilm, a model folder, or none (skip it)"
     )
+    real_traffic: str = option(
+        "none",
+        "real user traffic for benign negatives and calibration: sharegpt (the wheel), a path, or none",
+    )
+    real_traffic_conversations: int = option(
+        0, "training-part conversations of real traffic used (first by hash)"
+    )
+    real_traffic_turns: int = option(5, "turns of each real conversation kept (up to its last user turn)")
+    real_traffic_heldout: float = option(
+        0.2, "share of real conversations (by hash of id) held out for evaluation"
+    )
+    real_traffic_screen: float = option(
+        0.6, "drop real conversations this close (embedding cosine) to a disallowed constitution example"
+    )
     seed: int = option(0, "random seed for sampling, augmentation and training")
 
     def __post_init__(self) -> None:
