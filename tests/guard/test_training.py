@@ -91,10 +91,10 @@ def test_the_classifier_trains_on_the_policy_and_round_trips(tiny_backend: Any, 
 
     rows = [[5, 6, 7, 8, 9 + (i % 2) * 40] * 2 for i in range(32)]
     labels = [float(i % 2) for i in range(32)]
-    recipe = Recipe(classifier_layers=1, classifier_epochs=3, classifier_lr=5e-3)
+    recipe = Recipe(classifier_layers=1, classifier_epochs=3, classifier_lr=5e-3, validation_fraction=0.0)
     before = ExchangeClassifier.from_policy(tiny_backend.model, 1)
     model, history = fit_classifier(tiny_backend.model, rows, labels, recipe, name="exchange")
-    assert history[-1] < history[0]
+    assert history["train"][-1] < history["train"][0] and history["validation"] == []
     assert not torch.equal(model.head.weight, before.head.weight)
     scores = [max(s) for s in model.token_scores(rows)]
     assert np.mean([s for s, y in zip(scores, labels, strict=True) if y]) > np.mean(
@@ -118,3 +118,25 @@ def test_incremental_classifier_scores_equal_a_full_pass(tiny_backend: Any, tiny
     expected = [max(full[:b]) for b in (6, 7, 7, 13)]
     np.testing.assert_allclose(peaks, expected, atol=1e-5)
     assert stream.seen == len(row)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(tiny_backend: Any) -> None:
+    from alignlab.guard.train import fit_classifier, validation_loss
+
+    rows = [[5, 6, 7, 8, 9 + (i % 2) * 40] * 2 for i in range(48)]
+    labels = [float(i % 2) for i in range(48)]
+    keys = [f"request {i}" for i in range(48)]
+    recipe = Recipe(classifier_layers=0, classifier_epochs=12, classifier_lr=5e-2, classifier_patience=1,
+                    validation_fraction=0.25)  # fmt: skip
+    model, curves = fit_classifier(tiny_backend.model, rows, labels, recipe, name="exchange", keys=keys)
+    assert model.layers == tiny_backend.model.config.num_hidden_layers, "0 layers: the whole policy"
+    assert len(curves["validation"]) == len(curves["train"]) >= 2
+    best = curves["best_epoch"]
+    assert curves["validation"][best] == min(curves["validation"])
+    if curves["stopped_early"]:
+        assert len(curves["train"]) == best + 1 + recipe.classifier_patience < recipe.classifier_epochs
+    from alignlab.core.splits import unit_hash
+
+    held = [i for i, k in enumerate(keys) if unit_hash(f"validation:{k}") < 0.25]
+    again = validation_loss(model, [rows[i] for i in held], [labels[i] for i in held], recipe)
+    assert again == pytest.approx(curves["validation"][best], rel=1e-4), "the best epoch's weights were kept"

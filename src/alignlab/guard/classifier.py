@@ -47,10 +47,11 @@ class ExchangeClassifier(nn.Module):
     def from_policy(
         cls, policy_model: Any, layers: int, *, rank: int = 8, seed: int = 0
     ) -> ExchangeClassifier:
-        """A fresh classifier on the policy's first ``layers`` blocks with a new LoRA adapter."""
+        """A fresh classifier on the policy's first ``layers`` blocks (0: all) with a new LoRA adapter."""
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(seed)
+        layers = layers or int(policy_model.config.num_hidden_layers)
         base = _truncated(policy_model, layers)
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=LORA_TARGETS)
         model = cls(get_peft_model(base, config), int(policy_model.config.hidden_size), layers)

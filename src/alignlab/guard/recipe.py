@@ -64,8 +64,17 @@ class Recipe:
     probe_layer_stride: int = option(2, "probe reads every Nth layer of the policy (1: all layers)")
     probe_window: int = option(16, "sliding window of the probe's per-token logits in training")
     probe_epochs: int = option(30, "probe training epochs")
-    classifier_layers: int = option(4, "policy layers kept as the exchange classifier's backbone")
-    classifier_epochs: int = option(1, "exchange classifier training epochs")
+    classifier_layers: int = option(
+        4, "policy blocks kept as the exchange classifier's backbone (0: the whole policy, with LoRA)"
+    )
+    classifier_lora_rank: int = option(8, "LoRA rank of the exchange classifier's adapter")
+    classifier_epochs: int = option(
+        1, "most exchange classifier training epochs (early stopping may end sooner)"
+    )
+    classifier_patience: int = option(2, "epochs without a better validation loss before training stops")
+    validation_fraction: float = option(
+        0.1, "share of the fitted requests (by hash) held out as the classifiers' validation split"
+    )
     baseline_epochs: int = option(1, "training epochs of the input-only and output-only baseline classifiers")
     classifier_lr: float = option(5e-5, "exchange classifier learning rate")
     cummax_weight: float = option(0.5, "interpolation of per-token prediction toward its cumulative max")

@@ -39,15 +39,36 @@ def roles(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def fit_classifier(
-    policy_model: Any, rows: Sequence[list[int]], labels: Sequence[float], recipe: Recipe, *, name: str
-) -> tuple[ExchangeClassifier, list[float]]:
-    """Train one classifier (LoRA + head) through accelerate; returns it and per-epoch mean losses."""
+    policy_model: Any,
+    rows: Sequence[list[int]],
+    labels: Sequence[float],
+    recipe: Recipe,
+    *,
+    name: str,
+    keys: Sequence[str] | None = None,
+) -> tuple[ExchangeClassifier, dict[str, Any]]:
+    """Train one classifier (LoRA + head) through accelerate, with early stopping on a validation split.
+
+    ``recipe.validation_fraction`` of the rows (by a hash of ``keys``, or of the row index) is
+    held out of fitting; after every epoch its loss is measured, the best epoch's weights are
+    kept, and training stops after ``recipe.classifier_patience`` epochs without improvement.
+
+    Returns:
+        The classifier and its curves: ``train`` and ``validation`` loss per epoch, ``best_epoch``
+        and whether it ``stopped_early``.
+    """
     from accelerate import Accelerator
 
     from alignlab.core.progress import progress_bar
 
     epochs = recipe.classifier_epochs if name == "exchange" else recipe.baseline_epochs
-    model = ExchangeClassifier.from_policy(policy_model, recipe.classifier_layers, seed=recipe.seed)
+    model = ExchangeClassifier.from_policy(
+        policy_model, recipe.classifier_layers, rank=recipe.classifier_lora_rank, seed=recipe.seed
+    )
+    names = list(keys) if keys is not None else [str(i) for i in range(len(rows))]
+    held = [unit_hash(f"validation:{k}") < recipe.validation_fraction for k in names]
+    train_idx = np.array([i for i, h in enumerate(held) if not h] or list(range(len(rows))))
+    val_idx = [i for i, h in enumerate(held) if h]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=recipe.classifier_lr, weight_decay=0.0)
     head_params = {id(p) for p in model.head.parameters()}
@@ -56,16 +77,17 @@ def fit_classifier(
     optimiser.add_param_group({"params": list(model.head.parameters()), "lr": recipe.classifier_lr * 20})
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model, optimiser = accelerator.prepare(model, optimiser)
-    order = np.arange(len(rows))
-    batch, history = 8, []
+    batch = 8
+    curves: dict[str, Any] = {"train": [], "validation": [], "best_epoch": None, "stopped_early": False}
+    best, best_state, waited = float("inf"), None, 0
     with progress_bar() as bar:
-        task = bar.add_task(f"training the {name} classifier", total=epochs * len(rows))
+        task = bar.add_task(f"training the {name} classifier", total=epochs * len(train_idx))
         for epoch in range(epochs):
-            np.random.default_rng(recipe.seed + epoch).shuffle(order)
+            np.random.default_rng(recipe.seed + epoch).shuffle(train_idx)
             model.train()
             losses = []
-            for start in range(0, len(order), batch):
-                chunk = order[start : start + batch]
+            for start in range(0, len(train_idx), batch):
+                chunk = train_idx[start : start + batch]
                 ids, mask = pad([rows[i] for i in chunk])
                 y = torch.tensor([labels[i] for i in chunk], dtype=torch.float32)
                 loss = streaming_loss(model(ids, mask), mask.float(), y, recipe.cummax_weight)
@@ -76,8 +98,41 @@ def fit_classifier(
                 bar.update(
                     task, advance=len(chunk), description=f"training the {name} classifier ({losses[-1]:.3f})"
                 )
-            history.append(float(np.mean(losses)))
-    return accelerator.unwrap_model(model).eval(), history
+            curves["train"].append(float(np.mean(losses)))
+            if not val_idx:
+                continue
+            val = validation_loss(model, [rows[i] for i in val_idx], [labels[i] for i in val_idx], recipe)
+            curves["validation"].append(val)
+            if val < best - 1e-4:
+                best, waited, curves["best_epoch"] = val, 0, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items() if _trained(k)}
+            else:
+                waited += 1
+                if waited >= recipe.classifier_patience:
+                    curves["stopped_early"] = epoch < epochs - 1
+                    break
+    final = accelerator.unwrap_model(model)
+    if best_state is not None:  # the best validation epoch, not the last
+        final.load_state_dict(best_state, strict=False)
+    return final.eval(), curves
+
+
+def _trained(key: str) -> bool:
+    return "lora_" in key or key.startswith("head.")
+
+
+@torch.inference_mode()
+def validation_loss(
+    model: ExchangeClassifier, rows: Sequence[list[int]], labels: Sequence[float], recipe: Recipe
+) -> float:
+    """The streaming loss on held-out rows (mean over batches of 16)."""
+    model.eval()
+    losses = []
+    for start in range(0, len(rows), 16):
+        ids, mask = pad(list(rows[start : start + 16]))
+        y = torch.tensor(list(labels[start : start + 16]), dtype=torch.float32)
+        losses.append(float(streaming_loss(model(ids, mask), mask.float(), y, recipe.cummax_weight)))
+    return float(np.mean(losses))
 
 
 def exchange_scores(model: ExchangeClassifier, rows: Sequence[list[int]]) -> list[float]:
@@ -131,7 +186,12 @@ def train_guard(
             classifiers[view] = ExchangeClassifier.load(folder, policy.model)
             continue
         model, history = fit_classifier(
-            policy.model, [tokens[view][i].scored for i in fit], labels, recipe, name=view
+            policy.model,
+            [tokens[view][i].scored for i in fit],
+            labels,
+            recipe,
+            name=view,
+            keys=[str(records[i]["request"]) for i in fit],  # one request's augmentations stay together
         )
         model.save(folder)
         classifiers[view] = model
@@ -162,4 +222,30 @@ def train_guard(
     (out / "guard.json").write_text(json.dumps(spec, indent=2))
     card.update(thresholds=thresholds, train_seconds=time.perf_counter() - started)
     (out / "card.json").write_text(json.dumps(card, indent=2))
+    plot_curves(card, work / "validation.png")
     return card
+
+
+def plot_curves(card: dict[str, Any], path: Path) -> None:
+    """Training and validation loss per epoch of each classifier trained in this run (where any was)."""
+    curves = {
+        v: card[f"{v}_classifier_loss"] for v in VIEWS if isinstance(card.get(f"{v}_classifier_loss"), dict)
+    }
+    if not curves:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3), squeeze=False)
+    for ax, (view, c) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(range(1, len(c["train"]) + 1), c["train"], marker="o", label="train")
+        if c["validation"]:
+            ax.plot(range(1, len(c["validation"]) + 1), c["validation"], marker="o", label="validation")
+        ax.set(title=f"{view} classifier", xlabel="epoch", ylabel="streaming loss")
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
