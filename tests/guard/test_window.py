@@ -88,3 +88,21 @@ def test_check_file_gives_every_line_a_record_and_resumes(
     assert records["4"]["id"] == "d" and records["4"]["scores"]["probe"] is not None
     again = check_file(guard, source, out)
     assert again["skipped"] == 5 and again["checked"] == 0 and len(out.read_text().splitlines()) == 5
+
+
+def test_explain_traces_every_scored_token_and_agrees_with_check(
+    tiny_backend: Any, tiny_guard: Path, tmp_path: Path
+) -> None:
+    from alignlab.guard.cascade import Guard
+    from alignlab.guard.explain import explain, write
+
+    guard = Guard(tiny_backend, tiny_guard)
+    chat = [{"role": "user", "content": "what is the capital of france"}]
+    trace = explain(guard, chat, "paris is the capital")
+    verdict = guard.check(chat, "paris is the capital")
+    assert trace["verdict"]["flagged"] == verdict.flagged and trace["verdict"]["stage"] == verdict.stage
+    assert trace["steps"][-1]["probe"] == pytest.approx(trace["steps"][-1]["probe"])
+    assert max(s["probe"] for s in trace["steps"]) == pytest.approx(verdict.scores["probe"], abs=1e-4)
+    assert any(s["response"] for s in trace["steps"]) and not trace["steps"][0]["response"]
+    html_page, png = write(trace, tmp_path / "t.html"), write(trace, tmp_path / "t.png")
+    assert "guard trace" in html_page.read_text() and png.read_bytes()[:4] == b"\x89PNG"

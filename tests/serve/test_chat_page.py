@@ -74,3 +74,32 @@ def test_the_chat_page_streams_and_shows_the_guard(browser: Any, live_server: An
         refused = ask(browser, "something forbidden")
         assert refused.get_attribute("data-state") == "content_filter"
         assert REFUSAL in refused.text and "guard stepped in" in refused.text
+
+
+def test_the_page_draws_the_guard_trace_of_the_real_cascade(
+    browser: Any, live_server: Any, tiny_backend: Any, tiny_guard: Any, tmp_path: Any
+) -> None:
+    from release_audit import ESCALATED, edited_guard
+    from selenium.webdriver.common.by import By
+
+    from alignlab.guard.load import serving_guard
+
+    guard = serving_guard(str(edited_guard(tiny_guard, tmp_path, **ESCALATED)), tiny_backend, hold_back=1)
+    with live_server(create_app(tiny_backend, guard=guard)) as server:
+        browser.set_window_size(900, 700)
+        browser.get(server.url + "/")
+        answer = ask(browser, "what is the capital of france")
+        assert answer.get_attribute("data-state") in ("stop", "length")
+        trace = browser.find_elements(By.CSS_SELECTOR, ".trace")[-1]
+        assert trace.get_attribute("data-flagged") == "false"
+        assert trace.get_attribute("data-escalated-at") == "0", (
+            "the thresholds force escalation at the prompt"
+        )
+        assert int(trace.get_attribute("data-steps") or 0) > 2
+        lines = {p.get_attribute("class") for p in trace.find_elements(By.CSS_SELECTOR, "polyline")}
+        assert lines == {"series probe", "series ensemble"}
+        assert trace.find_elements(By.CSS_SELECTOR, "line.escalation")
+        assert "escalated at step 0" in trace.text and "unread 0" in trace.text
+        shot = tmp_path / "chat-trace.png"
+        browser.save_screenshot(str(shot))
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 5000

@@ -134,3 +134,23 @@ def test_a_remote_style_policy_is_screened_by_the_classifier(tiny_backend: Any, 
     else:
         assert (text, finish) == ("fine thanks", "stop")
     assert guard.stats.exchanges == 1 and guard.stats.released_unread == 0
+
+
+def test_traces_are_an_opt_in_for_allowed_clients_only(tiny_backend: Any, tiny_guard: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from alignlab.guard.load import serving_guard
+
+    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4, "guard_trace": True}
+    for policy, expected in (("loopback", False), ("all", True), ("off", False)):
+        guard = serving_guard(str(tiny_guard), tiny_backend)
+        with TestClient(
+            create_app(tiny_backend, guard=guard, guard_trace=policy)
+        ) as client:  # host: testclient
+            reply = client.post("/v1/chat/completions", json=body).json()
+            plain = client.post("/v1/chat/completions", json={**body, "guard_trace": False}).json()
+        assert ("guard_trace" in reply) is expected, policy
+        assert "guard_trace" not in plain
+        if expected:
+            trace = reply["guard_trace"][0]
+            assert trace["steps"][0]["probe"] is not None and "probe_threshold" in trace["thresholds"]

@@ -154,6 +154,38 @@ def check(
     typer.echo(f"verdicts: {target}", err=True)
 
 
+@app.command("explain")
+def explain_command(
+    message: Annotated[str, typer.Argument(help="the user message (or use --conversation)")] = "",
+    response: Annotated[str, typer.Option(help="the assistant's reply, if any")] = "",
+    conversation: Annotated[
+        Path | None, typer.Option(help="a JSON file of {messages[, response]} instead of MESSAGE")
+    ] = None,
+    guard: Annotated[str, typer.Option(help="default (shipped) or a guard folder")] = "default",
+    out: Annotated[Path, typer.Option(help="trace.html (plot and token table) or trace.png")] = Path(
+        "guard-trace.html"
+    ),
+) -> None:
+    """Draw a conversation's per-token guard trace (stage-1 score, escalation, ensemble, verdict)."""
+    require("guard", needed_for="alignlab guard explain")
+    from alignlab.errors import DataError
+    from alignlab.guard.explain import explain, write
+    from alignlab.guard.load import load_guard
+
+    messages: list[Any] = [{"role": "user", "content": message}]
+    if conversation is not None:
+        try:
+            spec = json.loads(conversation.read_text())
+            messages, response = spec["messages"], spec.get("response", response)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(conversation, None, f"expected a JSON object with 'messages': {exc}") from exc
+    elif not message:
+        raise typer.BadParameter("give a MESSAGE or --conversation FILE")
+    trace = explain(load_guard(guard), messages, response)
+    typer.echo(json.dumps(trace["verdict"]))
+    typer.echo(f"trace: {write(trace, out)}", err=True)
+
+
 @app.command("eval")
 def evaluate(
     recipe: RecipeOpt = "default",

@@ -145,10 +145,21 @@ class StreamingGuard:
         return asdict(self.stats)
 
     def screen(
-        self, events: AsyncGenerator[TokenEvent, None], messages: Sequence[ChatMessage], *, stream: bool
+        self,
+        events: AsyncGenerator[TokenEvent, None],
+        messages: Sequence[ChatMessage],
+        *,
+        stream: bool,
+        trace_to: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[TokenEvent]:
-        """``events`` as the client may see them: released by the rule, or ending in the refusal."""
-        return _screen(self, events, messages, stream)
+        """``events`` as the client may see them: released by the rule, or ending in the refusal.
+
+        With ``trace_to``, the exchange's per-token trace (:func:`trace_of`) is appended to it
+        when the exchange ends: the stage-1 score at every step, where it escalated, the
+        classifier and ensemble scores, the thresholds and the verdict. Per-stage scores help an
+        attacker; the server hands them out only where its ``--guard-trace`` setting allows.
+        """
+        return _screen(self, events, messages, stream, trace_to)
 
     def _log(self, messages: Sequence[ChatMessage], exchange: Exchange, seconds: float, tokens: int) -> None:
         record: dict[str, Any] = {
@@ -223,6 +234,7 @@ async def _screen(
     events: AsyncGenerator[TokenEvent, None],
     messages: Sequence[ChatMessage],
     stream: bool,
+    trace_to: list[dict[str, Any]] | None,
 ) -> AsyncIterator[TokenEvent]:
     run = _Run(guard, messages, stream)
     session, exchange = run.session, run.exchange
@@ -269,8 +281,29 @@ async def _screen(
         guard.stats.released_unread += exchange.ledger.unread
         guard.stats.flagged += verdict is not None
         guard._log(messages, exchange, time.perf_counter() - start, tokens)
+        if trace_to is not None:
+            trace_to.append(trace_of(exchange, getattr(getattr(session, "guard", None), "thresholds", {})))
     if verdict is not None:
         yield run.refusal()
+
+
+def trace_of(exchange: Exchange, thresholds: dict[str, float]) -> dict[str, Any]:
+    """One exchange's trace: step 0 is the prompt, step k the k-th token.
+
+    ``steps[k]`` holds the stage-1 running score (``probe``; none with a remote upstream) and,
+    from escalation on, the exchange classifier's running maximum and the ensemble score.
+    """
+    escalated = next((k for k, s in enumerate(exchange.trace) if s.get("classifier") is not None), None)
+    keep = ("probe_threshold", "ensemble_threshold", "classifier_threshold", "probe_weight")
+    return {
+        "verdict": exchange.verdict,
+        "outcome": exchange.outcome,
+        "thresholds": {k: v for k, v in thresholds.items() if k in keep},
+        "escalated_at": escalated,
+        "steps": exchange.trace,
+        "released": exchange.ledger.released,
+        "released_unread": exchange.ledger.unread,
+    }
 
 
 def _verdict_dict(verdict: Any) -> dict[str, Any] | None:

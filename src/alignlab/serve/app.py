@@ -16,10 +16,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from alignlab.errors import AlignlabError, ContextLengthError
+from alignlab.errors import AlignlabError, ConfigError, ContextLengthError
 from alignlab.models.base import Backend, ChatMessage, Prompt, SamplingParams, TokenEvent
 from alignlab.serve.engine import Engine
 from alignlab.serve.errors import BodyLimit, add_error_handlers
@@ -35,6 +35,8 @@ from alignlab.serve.schemas import (
 )
 
 log = logging.getLogger(__name__)
+TRACE_POLICIES = ("off", "loopback", "all")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class GuardHook(Protocol):
@@ -50,9 +52,17 @@ class GuardHook(Protocol):
         ...
 
     def screen(
-        self, events: AsyncGenerator[TokenEvent, None], messages: Sequence[ChatMessage], *, stream: bool
+        self,
+        events: AsyncGenerator[TokenEvent, None],
+        messages: Sequence[ChatMessage],
+        *,
+        stream: bool,
+        trace_to: list[dict[str, Any]] | None = None,
     ) -> AsyncIterator[TokenEvent]:
-        """The events the client may see (``stream=False``: nothing before the whole answer is checked)."""
+        """The events the client may see (``stream=False``: nothing before the whole answer is checked).
+
+        With ``trace_to`` the guard appends the exchange's per-token trace to it when it ends.
+        """
         ...
 
     def check(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
@@ -71,6 +81,7 @@ def create_app(
     max_body_bytes: int = 1 << 20,
     default_max_tokens: int = 256,
     guard: GuardHook | None = None,
+    guard_trace: str = "loopback",
 ) -> FastAPI:
     """An OpenAI-compatible app serving ``backend``; its engine starts with the app.
 
@@ -81,7 +92,14 @@ def create_app(
         max_batch: most requests decoded together.
         max_body_bytes: larger request bodies are refused with 413.
         default_max_tokens: completion length when a chat request sets none.
+        guard_trace: who may ask for per-token guard traces (``guard_trace: true`` in a chat
+            request): ``off``, ``loopback`` (clients on 127.0.0.1, such as the chat page) or ``all``.
+
+    Raises:
+        ConfigError: an unknown ``guard_trace`` setting.
     """
+    if guard_trace not in TRACE_POLICIES:
+        raise ConfigError(f"--guard-trace must be one of {', '.join(TRACE_POLICIES)}, not {guard_trace!r}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +111,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     add_error_handlers(app)
     server = _Server(app, backend, default_max_tokens, guard)
+    server.trace_policy = guard_trace
 
     app.get("/healthz")(server.health)
     app.get("/v1/models")(server.models)
@@ -115,13 +134,27 @@ class _Server:
         self.backend = backend
         self.default_max_tokens = default_max_tokens
         self.guard = guard
+        self.trace_policy = "loopback"
 
-    def _events(self, prompt: Prompt, params: SamplingParams, stream: bool) -> AsyncIterator[TokenEvent]:
+    def _events(
+        self, prompt: Prompt, params: SamplingParams, stream: bool, trace: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[TokenEvent]:
         """A choice's event stream, through the guard when there is one."""
         if self.guard is None or isinstance(prompt, str):
             return self.engine.submit(prompt, params)
         raw = self.engine.submit(prompt, params, hidden_states=self.guard.reads_activations)
-        return self.guard.screen(raw, prompt, stream=stream)
+        return self.guard.screen(raw, prompt, stream=stream, trace_to=trace)
+
+    def _traces(self, body: ChatRequest, request: Request) -> list[list[dict[str, Any]]] | None:
+        """One trace sink per choice where the request asks for traces and this client may have them.
+
+        A client the ``--guard-trace`` setting does not cover gets its reply without a trace.
+        """
+        host = request.client.host if request.client else ""
+        allowed = self.trace_policy == "all" or (self.trace_policy == "loopback" and host in LOOPBACK)
+        if not body.guard_trace or self.guard is None or not allowed:
+            return None
+        return [[] for _ in range(body.n)]
 
     async def page(self) -> str:
         from importlib import resources
@@ -160,24 +193,32 @@ class _Server:
             raise ContextLengthError(tokens, limit)
         return tokens
 
-    async def _run(self, prompt: Prompt, params: SamplingParams) -> list[TokenEvent]:
-        return [e async for e in self._events(prompt, params, stream=False)]
+    async def _run(
+        self, prompt: Prompt, params: SamplingParams, trace: list[dict[str, Any]] | None = None
+    ) -> list[TokenEvent]:
+        return [e async for e in self._events(prompt, params, stream=False, trace=trace)]
 
-    async def chat(self, body: ChatRequest) -> Any:
+    async def chat(self, body: ChatRequest, request: Request) -> Any:
         prompt: Prompt = [m.as_chat() for m in body.messages]
         prompt_tokens = await asyncio.to_thread(self._check, prompt)
         max_tokens = body.max_completion_tokens or body.max_tokens or self.default_max_tokens
         top = body.top_logprobs or 0
         params = [body.params(max_tokens, top, i) for i in range(body.n)]
         ident, created = new_id("chatcmpl"), now()
+        traces = self._traces(body, request)
+        sinks: list[list[dict[str, Any]] | None] = (
+            list(traces) if traces is not None else [None] * len(params)
+        )
         if body.stream:
-            merged = _merged([self._events(prompt, p, stream=True) for p in params])
+            merged = _merged([self._events(prompt, p, True, t) for p, t in zip(params, sinks, strict=True)])
             # The first event is awaited before the response starts, so an upstream that is down
             # or too slow answers 502 with a JSON error instead of a stream that dies at once.
             first = await anext(merged, None)
-            chunks = self._chat_chunks(ident, created, first, merged, len(params), body, prompt_tokens)
+            chunks = self._chat_chunks(
+                ident, created, first, merged, len(params), body, prompt_tokens, traces
+            )
             return StreamingResponse(_sse(chunks), media_type="text/event-stream")
-        results = await asyncio.gather(*(self._run(prompt, p) for p in params))
+        results = await asyncio.gather(*(self._run(prompt, p, t) for p, t in zip(params, sinks, strict=True)))
         choices = []
         for i, events in enumerate(results):
             choice: dict[str, Any] = {
@@ -188,7 +229,7 @@ class _Server:
             }
             choices.append(choice)
         usage = _usage(prompt_tokens, sum(_count(events) for events in results))
-        return {
+        reply = {
             "id": ident,
             "object": "chat.completion",
             "created": created,
@@ -196,6 +237,9 @@ class _Server:
             "choices": choices,
             "usage": usage,
         }
+        if traces is not None:
+            reply["guard_trace"] = [t[0] if t else None for t in traces]
+        return reply
 
     async def _chat_chunks(
         self,
@@ -206,6 +250,7 @@ class _Server:
         choices: int,
         body: ChatRequest,
         prompt_tokens: int | None,
+        traces: list[list[dict[str, Any]]] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         head = {
             "id": ident,
@@ -234,6 +279,13 @@ class _Server:
             yield {
                 **head,
                 "choices": [{"index": i, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+            }
+        if traces is not None:  # after every choice ended: an alignlab extension chunk
+            yield {
+                **head,
+                "object": "alignlab.guard_trace",
+                "choices": [],
+                "guard_trace": [t[0] if t else None for t in traces],
             }
         if body.stream_options is not None and body.stream_options.include_usage:
             yield {**head, "choices": [], "usage": _usage(prompt_tokens, produced)}

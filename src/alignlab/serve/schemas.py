@@ -61,6 +61,8 @@ class ChatRequest(_Sampling):
     max_completion_tokens: int | None = Field(None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    guard_trace: bool = False
+    """alignlab extension: return each choice's per-token guard trace (where the server allows it)."""
 
 
 class GuardCheckRequest(BaseModel):

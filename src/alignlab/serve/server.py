@@ -35,6 +35,10 @@ class ServeConfig:
         None, "the guard's prompt window; must match the one its guard.json records (None: use that one)"
     )
     log_text: bool = option(False, "include conversation text in the guard's verdict log")
+    guard_trace: str = option(
+        "loopback",
+        "who may ask for per-token guard traces (guard_trace: true in a chat request): off, loopback, all",
+    )
 
 
 def serve(config: ServeConfig) -> None:
@@ -68,5 +72,6 @@ def serve(config: ServeConfig) -> None:
         max_body_bytes=config.max_body_bytes,
         default_max_tokens=config.default_max_tokens,
         guard=guard,
+        guard_trace=config.guard_trace,
     )
     uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
