@@ -64,7 +64,7 @@ class Audit:
 
         import alignlab.serve.app as app_module
 
-        sse = app_module._sse
+        sse = app_module.sse
 
         async def spy_sse(chunks: Any) -> Any:
             async for line in sse(chunks):
@@ -77,7 +77,7 @@ class Audit:
                             audit.log.append(("sent", choice.get("delta", {}).get("content") or ""))
                 yield line
 
-        monkeypatch.setattr(app_module, "_sse", spy_sse)
+        monkeypatch.setattr(app_module, "sse", spy_sse)
 
     def unread_sends(self) -> list[str]:
         """Response text sent before the classifier had read it (empty when the rule held)."""

@@ -10,68 +10,33 @@ and leaves the server running.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from alignlab.errors import AlignlabError, ConfigError, ContextLengthError
-from alignlab.models.base import Backend, ChatMessage, Prompt, SamplingParams, TokenEvent
+from alignlab.models.base import Backend, Prompt, SamplingParams, TokenEvent
 from alignlab.serve.engine import Engine
 from alignlab.serve.errors import BodyLimit, add_error_handlers
+from alignlab.serve.hook import GuardHook
 from alignlab.serve.schemas import (
     ChatRequest,
     CompletionRequest,
     GuardCheckRequest,
     chat_logprobs,
-    error_body,
     legacy_logprobs,
     new_id,
     now,
 )
+from alignlab.serve.streams import merged, prepend, sse
 
 log = logging.getLogger(__name__)
 TRACE_POLICIES = ("off", "loopback", "all")
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-class GuardHook(Protocol):
-    """The one hook through which the server is guarded; the policy lives in the guard.
-
-    :class:`alignlab.guard.streaming.StreamingGuard` is the implementation: it decides what
-    of a chat's event stream may reach the client and when.
-    """
-
-    @property
-    def reads_activations(self) -> bool:
-        """Whether the guard reads the policy's hidden states (they are then computed while decoding)."""
-        ...
-
-    def screen(
-        self,
-        events: AsyncGenerator[TokenEvent, None],
-        messages: Sequence[ChatMessage],
-        *,
-        stream: bool,
-        trace_to: list[dict[str, Any]] | None = None,
-    ) -> AsyncIterator[TokenEvent]:
-        """The events the client may see (``stream=False``: nothing before the whole answer is checked).
-
-        With ``trace_to`` the guard appends the exchange's per-token trace to it when it ends.
-        """
-        ...
-
-    def check(self, messages: Sequence[ChatMessage]) -> dict[str, Any]:
-        """The verdict on a conversation, optionally ending with the assistant's reply."""
-        ...
-
-    def stats_dict(self) -> dict[str, Any]:
-        """Counters for ``/v1/guard/stats``."""
-        ...
 
 
 def create_app(
@@ -210,14 +175,14 @@ class _Server:
             list(traces) if traces is not None else [None] * len(params)
         )
         if body.stream:
-            merged = _merged([self._events(prompt, p, True, t) for p, t in zip(params, sinks, strict=True)])
+            streams = merged([self._events(prompt, p, True, t) for p, t in zip(params, sinks, strict=True)])
             # The first event is awaited before the response starts, so an upstream that is down
             # or too slow answers 502 with a JSON error instead of a stream that dies at once.
-            first = await anext(merged, None)
+            first = await anext(streams, None)
             chunks = self._chat_chunks(
-                ident, created, first, merged, len(params), body, prompt_tokens, traces
+                ident, created, first, streams, len(params), body, prompt_tokens, traces
             )
-            return StreamingResponse(_sse(chunks), media_type="text/event-stream")
+            return StreamingResponse(sse(chunks), media_type="text/event-stream")
         results = await asyncio.gather(*(self._run(prompt, p, t) for p, t in zip(params, sinks, strict=True)))
         choices = []
         for i, events in enumerate(results):
@@ -271,7 +236,7 @@ class _Server:
                 ],
             }
         produced = 0
-        async for i, event in _prepend(first, events):
+        async for i, event in prepend(first, events):
             produced += event.token is not None
             delta = {"content": event.text} if event.text or event.finish_reason is None else {}
             logprobs = chat_logprobs([event]) if body.logprobs and event.token is not None else None
@@ -304,7 +269,7 @@ class _Server:
             if body.echo:
                 raise AlignlabError("echo is not supported with stream")
             return StreamingResponse(
-                _sse(self._completion_chunks(ident, created, jobs, body)), media_type="text/event-stream"
+                sse(self._completion_chunks(ident, created, jobs, body)), media_type="text/event-stream"
             )
         results = await asyncio.gather(*(self._complete(p, sp, body) for p, sp in jobs))
         choices = [{"index": i, **r} for i, r in enumerate(results)]
@@ -348,7 +313,7 @@ class _Server:
         self, ident: str, created: int, jobs: list[tuple[str, SamplingParams]], body: CompletionRequest
     ) -> AsyncIterator[dict[str, Any]]:
         head = {"id": ident, "object": "text_completion", "created": created, "model": self.backend.name}
-        async for i, event in _merged([self.engine.submit(p, sp) for p, sp in jobs]):
+        async for i, event in merged([self.engine.submit(p, sp) for p, sp in jobs]):
             logprobs = None
             if body.logprobs is not None and event.token is not None:
                 logprobs = legacy_logprobs([event.token], [event.logprob], [dict(event.top_logprobs)], 0)
@@ -357,67 +322,6 @@ class _Server:
                 **head,
                 "choices": [{"index": i, "text": event.text, "logprobs": logprobs, "finish_reason": finish}],
             }
-
-
-async def _merged(
-    streams: list[AsyncIterator[TokenEvent]],
-) -> AsyncGenerator[tuple[int, TokenEvent], None]:
-    """Interleave several event streams as events arrive; closing this closes them all."""
-    if len(streams) == 1:
-        async for event in streams[0]:
-            yield 0, event
-        return
-    out: asyncio.Queue[tuple[int, TokenEvent | BaseException | None]] = asyncio.Queue()
-
-    async def pump(i: int, stream: AsyncIterator[TokenEvent]) -> None:
-        try:
-            async for event in stream:
-                await out.put((i, event))
-        except BaseException as exc:
-            await out.put((i, exc))
-            raise
-        finally:
-            await out.put((i, None))
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            i, item = await out.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield i, item
-    finally:
-        for task in tasks:
-            task.cancel()
-
-
-async def _prepend(
-    first: tuple[int, TokenEvent] | None, rest: AsyncGenerator[tuple[int, TokenEvent], None]
-) -> AsyncIterator[tuple[int, TokenEvent]]:
-    try:
-        if first is not None:
-            yield first
-        async for item in rest:
-            yield item
-    finally:
-        await rest.aclose()
-
-
-async def _sse(chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[str]:
-    """Server-sent events; an error mid-stream becomes an error event, then ``[DONE]``."""
-    try:
-        async for chunk in chunks:
-            yield f"data: {json.dumps(chunk)}\n\n"
-    except AlignlabError as exc:
-        yield f"data: {json.dumps(error_body(str(exc), 'invalid_request_error'))}\n\n"
-    except Exception as exc:
-        log.exception("stream failed")
-        yield f"data: {json.dumps(error_body(f'internal error: {type(exc).__name__}', 'server_error'))}\n\n"
-    yield "data: [DONE]\n\n"
 
 
 def _public_finish(reason: str | None) -> str | None:
