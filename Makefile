@@ -17,6 +17,7 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy --strict src
+	$(PY) benchmarks/figures.py --check
 	$(VENV)/bin/alignlab models pull smollm2
 	$(PY) -m pytest -q
 
