@@ -92,10 +92,8 @@ def test_a_policy_failing_mid_stream_ends_with_an_error_and_nothing_unread(
 
 
 def test_an_upstream_that_is_down_or_slow_answers_502(
-    tiny_backend: Any, tiny_guard: Path, live_server: Any
+    tiny_backend: Any, tiny_guard: Path, live_server: Any, tmp_path: Path
 ) -> None:
-    from support import free_port
-
     from alignlab.guard.load import serving_guard
 
     class Slow(ScriptedBackend):
@@ -103,13 +101,19 @@ def test_an_upstream_that_is_down_or_slow_answers_502(
             time.sleep(2)
             yield from super().stream_batch(*args, **kwargs)
 
-    with live_server(create_app(Slow("late"))) as slow:
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused, and no server takes it
+    port = closed.getsockname()[1]
+    with closed, live_server(create_app(Slow("late"))) as slow:
         upstreams = {
-            "down": OpenAIBackend(f"http://127.0.0.1:{free_port()}/v1", "m", timeout=2),
+            "down": OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2),
             "slow": OpenAIBackend(f"{slow.url}/v1", "m", timeout=0.5),
         }
         for name, upstream in upstreams.items():
-            guard = serving_guard(str(tiny_guard), upstream, reader=tiny_backend)
+            folder = edited_guard(tiny_guard, tmp_path / name, classifier_threshold=INF)  # never refuses first
+            guard = serving_guard(str(folder), upstream, reader=tiny_backend)
             with live_server(create_app(upstream, guard=guard)) as live:
                 for stream in (False, True):
                     body = {"messages": [{"role": "user", "content": "hi"}], "stream": stream}
