@@ -90,3 +90,36 @@ def test_language_model_evaluation_with_and_without_a_prompt(tiny_backend: Any) 
     prompted = evaluate_lm(tiny_backend.model, tiny_backend.tokenizer, rankings, "t", prompt="hello world")
     assert plain.scorer.endswith("no prompt") and prompted.scorer.endswith("with HHH prompt")
     assert plain.overall().n == prompted.overall().n == 1
+
+
+def test_shared_contexts_score_as_the_unshared_path(tiny_backend: Any) -> None:
+    """Each context once for all its continuations, left-padded beside longer and empty contexts,
+    with and without a prefix, in groups of any size: the unshared scores to 1e-4."""
+    lm, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    items = [
+        (
+            "\n\nHuman: what is the capital of france? tell me\n\nAssistant:",
+            [" paris", " the lazy dog jumps"],
+        ),
+        ("\n\nHuman: hi\n\nAssistant:", [" hello world", " x", " def add(a, b): return a + b"]),
+        ("", [" the quick brown fox", " ok"]),
+    ]
+    for prefix in ("", "hello world the quick brown fox"):
+        scorer = PrefixedLM(lm, tokenizer, prefix)
+        flat = [(c, x) for c, xs in items for x in xs]
+        unshared = scorer.loglikelihood(flat, batch_size=1)
+        for batch_size in (1, 2, 3, 16):
+            shared = [s for group in scorer.continuations(items, batch_size) for s in group]
+            assert [n for _, n in shared] == [len(scorer.encode(x)) - (not prefix and not c) for c, x in flat]
+            for (context, x), (total, _), expected in zip(flat, shared, unshared, strict=True):
+                if not prefix and not context:  # nothing predicts the first token: the rest count
+                    expected = _logprob_after_first(lm, scorer.encode(x))
+                assert total == pytest.approx(expected, abs=1e-4)
+
+
+def _logprob_after_first(lm: Any, ids: list[int]) -> float:
+    import torch
+
+    with torch.no_grad():
+        logp = lm(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+    return sum(float(logp[i - 1, t]) for i, t in enumerate(ids) if i)
