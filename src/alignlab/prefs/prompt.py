@@ -201,7 +201,12 @@ class PrefixedLM:
             positions = p + (context_mask.cumsum(dim=1) - 1).clamp(min=0)
             mask = torch.cat([torch.ones((n, p), dtype=torch.long), context_mask], dim=1)
             out = self.lm(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **self._cache(kv)
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,  # only the context's last position predicts a response token
+                **self._cache(kv),
             )
             kv = [
                 (layer.keys, layer.values)
