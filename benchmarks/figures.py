@@ -250,7 +250,8 @@ def prefs_hhh_scoring(d: dict[str, Any]) -> list[str]:
 def prefs_hhh_shared(d: dict[str, Any]) -> list[str]:
     rows = [
         f"| {'HHH prompt' if name == 'hhh' else 'no prompt'} | {r['seconds']['unshared']:.1f} | "
-        f"{r['seconds']['shared']:.1f} | {r['ratio_unshared_over_shared']:.2f}× | {r['max_abs_score_gap']:.1e} |"
+        f"{r['seconds']['shared']:.1f} | {r['ratio_unshared_over_shared']:.2f}× | "
+        f"{r['max_abs_score_gap']:.1e}, {r['max_relative_score_gap']:.1e} |"
         for name, r in d["by_prompt"].items()
     ]
     slots = d["token_slots_without_prompt"]
@@ -258,7 +259,7 @@ def prefs_hhh_shared(d: dict[str, Any]) -> list[str]:
         f"**HHH language-model scoring, each context once vs every row whole** (`{d['command']}`; "
         f"{d['size_described']}; {d['machine']['cpu']}, {d['machine']['cores']} cores):",
         "",
-        "| prompt | every row whole (s) | each context once (s) | speed-up | largest score gap |",
+        "| prompt | every row whole (s) | each context once (s) | speed-up | largest score gap (absolute, relative) |",
         "| --- | ---: | ---: | ---: | ---: |",
         *rows,
         "",
