@@ -223,6 +223,56 @@ def prefs_distill(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def prefs_hhh_scoring(d: dict[str, Any]) -> list[str]:
+    cells: dict[tuple[str, str], dict[str, Any]] = {(c["rule"], c["prompt"]): c for c in d["conditions"]}
+
+    def acc(c: dict[str, Any]) -> str:
+        o = c["overall"]
+        return f"{o['accuracy']:.3f} [{o['low']:.3f}, {o['high']:.3f}]"
+
+    rows = []
+    for rule in d["rules"]:
+        none, hhh = cells[(rule, "none")], cells[(rule, "hhh")]
+        name = f"`{rule}` (default: the paper's, BIG-bench's)" if rule == d["default_rule"] else f"`{rule}`"
+        rows.append(
+            f"| {name} | {acc(none)} | {acc(hhh)} | {none['prefers_longer']:.3f} / {hhh['prefers_longer']:.3f} |"
+        )
+    longer = d["baselines"]["longer_answer_wins"]
+    return [
+        f"**HHH, the language model under each scoring rule** (`{d['command']}`; {d['size_described']}): "
+        "accuracy on all pairs [Wilson 95% interval], and the share of pairs (of different lengths) where the "
+        "rule scored the longer response higher.",
+        "",
+        "| scoring rule | no prompt | HHH prompt | prefers the longer (no prompt / prompt) |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        f"| longer answer wins | {longer:.3f} | {longer:.3f} | 1.000 / 1.000 |",
+        "",
+    ]
+
+
+def prefs_hhh_shared(d: dict[str, Any]) -> list[str]:
+    rows = [
+        f"| {'HHH prompt' if name == 'hhh' else 'no prompt'} | {r['seconds']['unshared']:.1f} | "
+        f"{r['seconds']['shared']:.1f} | {r['ratio_unshared_over_shared']:.2f}× | "
+        f"{r['max_abs_score_gap']:.1e}, {r['max_relative_score_gap']:.1e} |"
+        for name, r in d["by_prompt"].items()
+    ]
+    slots = d["token_slots_without_prompt"]
+    return [
+        f"**HHH language-model scoring, each context once vs every row whole** (`{d['command']}`; "
+        f"{d['size_described']}; {d['machine']['cpu']}, {d['machine']['cores']} cores):",
+        "",
+        "| prompt | every row whole (s) | each context once (s) | speed-up | largest score gap (absolute, relative) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+        f"Tokens run through the model besides the prompt: {slots['unshared']:,} with every row whole, "
+        f"{slots['shared']:,} with each context once.",
+        "",
+    ]
+
+
 SECTIONS: list[tuple[str, Any]] = [  # docs/benchmarks.md order; each block is followed by its notes
     ("models", models),
     ("serve", serve),
@@ -235,6 +285,8 @@ SECTIONS: list[tuple[str, Any]] = [  # docs/benchmarks.md order; each block is f
     ("prefs_throughput", prefs_throughput),
     ("prefs_distill", prefs_distill),
     ("prefs_throughput_full", prefs_throughput),
+    ("prefs_hhh_scoring", prefs_hhh_scoring),
+    ("prefs_hhh_shared", prefs_hhh_shared),
 ]
 NOTES = Path(__file__).with_name("notes.md")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

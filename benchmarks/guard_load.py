@@ -4,9 +4,10 @@ Starts ``alignlab serve --model smollm2`` twice on 127.0.0.1 — with ``--guard 
 ``--guard default`` — and runs the same bounded load against each in alternating rounds:
 ``--clients`` streaming clients for ``--seconds`` seconds, each sending benign chat requests
 one after another. A share of the clients (``--borderline-share``) send borderline requests
-from the guard's *training* sources instead (CyberSecEval's borderline-benign cyber prompts and
-CoCoNot's harmful ones: data the guard was fitted on, never evaluation data), so some
-exchanges escalate and the exchange classifier's per-token reads are in the figure. Reports
+from the guard's *training* sources instead (CyberSecEval's borderline-benign cyber prompts, the
+training half: data the guard was fitted on, never evaluation data), so some exchanges
+escalate and the exchange classifier's per-token reads are in the figure. Tokens/s is also
+reported per kind of client, since a flagged exchange ends early and frees the server. Reports
 errors, p50/p95/p99 latency, time to first token and tokens/s (medians over rounds, each round
 kept), the guard's cost in tokens/s and its counters (escalations, flags, ``released_unread``).
 Only one server is loaded at a time; the idle one waits.
@@ -28,7 +29,9 @@ from common import median, percentile, served, write
 from models import chats
 from serve import one
 
-BORDERLINE_SOURCES = ("cyberseceval:mitre_frr", "coconot:harmful")
+BORDERLINE_SOURCES = ("cyberseceval:mitre_frr",)
+"""Borderline-*benign* training requests: they should escalate and still be answered, so the guard's per-token
+classifier cost is measured on work both servers do, not cut short by refusals."""
 
 
 def borderline(data_dir: str | None, n: int) -> list[Any]:
@@ -42,22 +45,26 @@ def borderline(data_dir: str | None, n: int) -> list[Any]:
     return [[{"role": "user", "content": s.text}] for s in mixed]
 
 
-def mix(clients: int, share: float, data_dir: str | None) -> list[Any]:
-    """The clients' chats: benign everyday requests, every ``1/share``-th one borderline."""
-    prompts = chats(clients)
+def mix(clients: int, share: float, data_dir: str | None) -> tuple[list[Any], list[str]]:
+    """The clients' chats and kinds: benign everyday requests, every ``1/share``-th one borderline."""
+    prompts, kinds = chats(clients), ["benign"] * clients
     picks = [i for i in range(clients) if share > 0 and int((i + 1) * share) > int(i * share)]
     for i, chat in zip(picks, borderline(data_dir, len(picks)), strict=False):
-        prompts[i] = chat
-    return prompts
+        prompts[i], kinds[i] = chat, "borderline"
+    return prompts, kinds
 
 
-async def load(url: str, prompts: list[Any], seconds: float, tokens: int) -> dict[str, Any]:
+async def load(
+    url: str, prompts: list[Any], seconds: float, tokens: int, kinds: list[str] | None = None
+) -> dict[str, Any]:
     latencies: list[float] = []
     firsts: list[float] = []
     produced = 0
     errors = 0
     deadline = time.perf_counter() + seconds
     clients = len(prompts)
+    kinds = kinds or ["benign"] * clients
+    by_kind: dict[str, int] = dict.fromkeys(kinds, 0)
 
     async def client(http: httpx.AsyncClient, i: int) -> None:
         nonlocal produced, errors
@@ -70,6 +77,7 @@ async def load(url: str, prompts: list[Any], seconds: float, tokens: int) -> dic
             latencies.append(took)
             firsts.append(first)
             produced += n
+            by_kind[kinds[i]] += n
 
     start = time.perf_counter()
     async with httpx.AsyncClient(base_url=url, timeout=600) as http:
@@ -80,6 +88,7 @@ async def load(url: str, prompts: list[Any], seconds: float, tokens: int) -> dic
         "errors": errors,
         "wall_s": wall,
         "tok_s": produced / wall,
+        **{f"{kind}_tok_s": n / wall for kind, n in by_kind.items()},
         "p50_s": percentile(latencies, 50),
         "p95_s": percentile(latencies, 95),
         "p99_s": percentile(latencies, 99),
@@ -104,7 +113,7 @@ def main() -> None:
         help="shared datasets folder (default: ../shared/data beside the project)",
     )
     args = parser.parse_args()
-    prompts = mix(args.clients, args.borderline_share, args.data_dir)
+    prompts, kinds = mix(args.clients, args.borderline_share, args.data_dir)
     rounds: dict[str, list[dict[str, Any]]] = {"none": [], "default": []}
     with (
         served("--model", "smollm2", "--guard", "none") as plain,
@@ -115,7 +124,7 @@ def main() -> None:
             asyncio.run(load(url, prompts[:4], 5, 4))  # warm-up, untimed
         for i in range(args.rounds):  # alternate, so background load falls on both servers alike
             for guard, url in urls.items():
-                rounds[guard].append(asyncio.run(load(url, prompts, args.seconds, args.tokens)))
+                rounds[guard].append(asyncio.run(load(url, prompts, args.seconds, args.tokens, kinds)))
                 print(f"round {i} guard={guard}: {rounds[guard][-1]['tok_s']:.1f} tok/s", flush=True)
         stats = httpx.get(f"{guarded}/v1/guard/stats").json()
     summary = {guard: summarise(runs) for guard, runs in rounds.items()}
@@ -131,6 +140,8 @@ def main() -> None:
             "unguarded": summary["none"],
             "guarded": {**summary["default"], "guard_stats": stats},
             "guard_tok_s_cost": 1 - summary["default"]["tok_s"] / summary["none"]["tok_s"],
+            "guard_benign_tok_s_cost": 1
+            - summary["default"]["benign_tok_s"] / summary["none"]["benign_tok_s"],
             "per_round": {"unguarded": rounds["none"], "guarded": rounds["default"]},
         },
     )

@@ -32,16 +32,18 @@ def bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return sys.modules[f"bench_{name}"]
 
 
-def _run(name: str, monkeypatch: pytest.MonkeyPatch, results: Path, *argv: str) -> dict[str, Any]:
+def _run(
+    name: str, monkeypatch: pytest.MonkeyPatch, results: Path, *argv: str, plot: bool = True
+) -> dict[str, Any]:
     module = bench_module(name, monkeypatch)
     common = importlib.import_module("common")
     monkeypatch.setattr(common, "RESULTS", results)
-    monkeypatch.setattr(module, "RESULTS", results)
+    monkeypatch.setattr(module, "RESULTS", results, raising=False)  # scripts that write only through common
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *argv])
     module.main()
     text = (results / f"{name}.json").read_text()
     assert str(results.parent) not in text, "a local path leaked into the results"
-    assert (results / f"{name}.png").is_file()
+    assert (results / f"{name}.png").is_file() or not plot
     record: dict[str, Any] = json.loads(text)
     return record
 
@@ -121,3 +123,40 @@ def test_throughput_smoke_times_both_trainers(
     # Packing computes each context once and little padding: between the real tokens and TRL's rows.
     assert slots["real_context_once"] <= slots["packed"] < slots["rows (as TRL)"]
     assert slots["real_context_once"] < slots["real_rows"] <= slots["rows (as TRL)"]
+
+
+def test_hhh_scoring_smoke_reports_every_rule_with_and_without_the_prompt(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alignlab.prefs.likelihood import RULE_NAMES
+
+    argv = ("--size", "smoke", "--data-dir", str(shared_data))
+    record = _run("prefs_hhh_scoring", monkeypatch, tmp_path / "results", *argv, plot=False)
+    cells = {(c["rule"], c["prompt"]): c for c in record["conditions"]}
+    assert set(cells) == {(rule, prompt) for rule in RULE_NAMES for prompt in ("none", "hhh")}
+    assert record["default_rule"] == "sum" and list(record["rules"]) == list(RULE_NAMES)
+    longer = record["baselines"]["longer_answer_wins"]
+    assert all(c["overall"]["longer_wins"] == longer for c in cells.values())
+    # Log-probabilities are negative: whenever the sum prefers the longer response, so does the sum
+    # per character, so the per-character rule prefers the longer one at least as often.
+    for prompt in ("none", "hhh"):
+        assert cells[("sum", prompt)]["prefers_longer"] <= cells[("mean-char", prompt)]["prefers_longer"] <= 1
+    table = bench_module("figures", monkeypatch).prefs_hhh_scoring(record)
+    assert sum(line.startswith("| `") for line in table) == len(RULE_NAMES)
+
+
+def test_hhh_shared_smoke_times_both_paths_and_their_scores_agree(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ("--size", "smoke", "--data-dir", str(shared_data))
+    record = _run("prefs_hhh_shared", monkeypatch, tmp_path / "results", *argv, plot=False)
+    assert set(record["by_prompt"]) == {"none", "hhh"}
+    for result in record["by_prompt"].values():
+        seconds = result["seconds"]
+        assert min(seconds.values()) > 0 and result["pairs_decided_differently"] == 0
+        assert result["max_relative_score_gap"] <= record["relative_tolerance"]
+        assert result["ratio_unshared_over_shared"] == pytest.approx(seconds["unshared"] / seconds["shared"])
+    slots = record["token_slots_without_prompt"]
+    assert slots["shared"] < slots["unshared"]  # each context once, not once per response
+    assert "cpu" in record["machine"]
+    assert record["command"].startswith("python benchmarks/prefs_hhh_shared.py")

@@ -8,9 +8,18 @@ from typing import Any
 
 import pytest
 
-from alignlab.errors import DataError
-from alignlab.prefs.data import Ranking, pair
-from alignlab.prefs.hhh import evaluate_lm, report
+from alignlab.errors import DataError, UnknownNameError
+from alignlab.prefs.data import ASSISTANT, Ranking, pair
+from alignlab.prefs.hhh import (
+    EvalConfig,
+    evaluate_lm,
+    evaluate_lm_rules,
+    lm_scores,
+    lm_scores_unshared,
+    report,
+    run_eval,
+)
+from alignlab.prefs.likelihood import DEFAULT_RULE, RULE_NAMES, RULES, Logprob, apply_rule, response_logprobs
 from alignlab.prefs.prompt import PrefixedLM, load_prompt, parse_prompt
 
 
@@ -76,5 +85,83 @@ def test_language_model_evaluation_with_and_without_a_prompt(tiny_backend: Any) 
     ]
     plain = evaluate_lm(tiny_backend.model, tiny_backend.tokenizer, rankings, "t")
     prompted = evaluate_lm(tiny_backend.model, tiny_backend.tokenizer, rankings, "t", prompt="hello world")
-    assert plain.scorer.endswith("no prompt") and prompted.scorer.endswith("with HHH prompt")
+    assert plain.scorer == "language model, no prompt, sum"
+    assert prompted.scorer == "language model, with HHH prompt, sum"
+    assert plain.details["scoring"] == "sum" and prompted.details["prompt"] is True
     assert plain.overall().n == prompted.overall().n == 1
+
+
+def test_scoring_rules_read_the_same_logprobs_their_own_way() -> None:
+    short, long = Logprob(-6.0, 2, 4, neutral=-5.0), Logprob(-9.0, 6, 24, neutral=-12.0)
+    scores = {name: apply_rule(name, [[long, short]])[0] for name in RULE_NAMES}
+    assert scores["sum"] == [-9.0, -6.0]  # the short response is likelier whole
+    assert scores["mean-token"] == [-1.5, -3.0] and scores["mean-char"] == [-0.375, -1.5]
+    assert scores["pmi"] == [3.0, -1.0]  # the context lifts the long one, not the short one
+    assert DEFAULT_RULE == "sum" and RULES.names() == sorted(RULE_NAMES)
+    with pytest.raises(ValueError, match="neutral"):
+        apply_rule("pmi", [[Logprob(-1.0, 1, 1)]])
+    with pytest.raises(UnknownNameError, match="mean-token"):
+        apply_rule("mean-tokens", [[short]])
+
+
+def test_response_logprobs_equal_the_unshared_sums_and_the_neutral_pass(tiny_backend: Any) -> None:
+    lm, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    rankings = [
+        pair("\n\nHuman: capital of france?\n\nAssistant:", " paris is the capital.", " zq xv"),
+        Ranking("\n\nHuman: hi\n\nAssistant:", (" hello", " the dog", " x y z"), (2.0, 1.0, 0.0)),
+    ]
+    for prompt in ("", "hello world the quick brown fox"):
+        scorer = PrefixedLM(lm, tokenizer, prompt)
+        logprobs = response_logprobs(scorer, rankings, batch_size=2, neutral=True)
+        unshared = lm_scores_unshared(lm, tokenizer, rankings, prompt, batch_size=3)
+        for ranking, group, expected in zip(rankings, logprobs, unshared, strict=True):
+            neutral = scorer.loglikelihood([(ASSISTANT, x) for x in ranking.responses])
+            for response, lp, total, base in zip(ranking.responses, group, expected, neutral, strict=True):
+                assert lp.total == pytest.approx(total, abs=1e-4)
+                assert lp.neutral == pytest.approx(base, abs=1e-4) and lp.neutral != lp.total
+                assert (lp.tokens, lp.chars) == (len(scorer.encode(response)), len(response))
+        scores = lm_scores(lm, tokenizer, rankings, prompt, 2, RULE_NAMES)
+        assert scores["sum"] == [[lp.total for lp in group] for group in logprobs]
+        assert scores["pmi"] == [[lp.total - (lp.neutral or 0.0) for lp in group] for group in logprobs]
+
+
+def test_every_rule_gets_a_report_and_a_wrong_rule_fails_before_loading(tiny_backend: Any) -> None:
+    rankings = [pair("\n\nHuman: capital?\n\nAssistant:", " paris is the capital.", " zq xv")]
+    reports = evaluate_lm_rules(tiny_backend.model, tiny_backend.tokenizer, rankings, "t")
+    assert [r.details["scoring"] for r in reports] == list(RULE_NAMES)
+    assert [r.scorer for r in reports] == [f"language model, no prompt, {name}" for name in RULE_NAMES]
+    with pytest.raises(UnknownNameError, match="Did you mean 'sum'"):
+        run_eval(EvalConfig(model="no-such-model", scoring="summ"))
+
+
+def test_shared_contexts_score_as_the_unshared_path(tiny_backend: Any) -> None:
+    """Each context once for all its continuations, left-padded beside longer and empty contexts,
+    with and without a prefix, in groups of any size: the unshared scores to 1e-4."""
+    lm, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    items = [
+        (
+            "\n\nHuman: what is the capital of france? tell me\n\nAssistant:",
+            [" paris", " the lazy dog jumps"],
+        ),
+        ("\n\nHuman: hi\n\nAssistant:", [" hello world", " x", " def add(a, b): return a + b"]),
+        ("", [" the quick brown fox", " ok"]),
+    ]
+    for prefix in ("", "hello world the quick brown fox"):
+        scorer = PrefixedLM(lm, tokenizer, prefix)
+        flat = [(c, x) for c, xs in items for x in xs]
+        unshared = scorer.loglikelihood(flat, batch_size=1)
+        for batch_size in (1, 2, 3, 16):
+            shared = [s for group in scorer.continuations(items, batch_size) for s in group]
+            assert [n for _, n in shared] == [len(scorer.encode(x)) - (not prefix and not c) for c, x in flat]
+            for (context, x), (total, _), expected in zip(flat, shared, unshared, strict=True):
+                if not prefix and not context:  # nothing predicts the first token: the rest count
+                    expected = _logprob_after_first(lm, scorer.encode(x))
+                assert total == pytest.approx(expected, abs=1e-4)
+
+
+def _logprob_after_first(lm: Any, ids: list[int]) -> float:
+    import torch
+
+    with torch.no_grad():
+        logp = lm(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+    return sum(float(logp[i - 1, t]) for i, t in enumerate(ids) if i)

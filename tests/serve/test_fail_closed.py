@@ -112,7 +112,9 @@ def test_an_upstream_that_is_down_or_slow_answers_502(
             "slow": OpenAIBackend(f"{slow.url}/v1", "m", timeout=0.5),
         }
         for name, upstream in upstreams.items():
-            folder = edited_guard(tiny_guard, tmp_path / name, classifier_threshold=INF)  # never refuses first
+            folder = edited_guard(
+                tiny_guard, tmp_path / name, classifier_threshold=INF
+            )  # never refuses first
             guard = serving_guard(str(folder), upstream, reader=tiny_backend)
             with live_server(create_app(upstream, guard=guard)) as live:
                 for stream in (False, True):

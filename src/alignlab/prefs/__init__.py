@@ -12,6 +12,8 @@ Modules, imported on use (nothing is imported here):
 * ``train``: training through accelerate with checkpoints, resume and optional LoRA;
 * ``pmp``: pre-training then fine-tuning, as one call;
 * ``hhh``: the HHH evaluation for preference models and language models;
+* ``likelihood``: how a language model's log-probabilities score a response (``sum``, the
+  paper's and BIG-bench's way, and ``mean-token``, ``mean-char``, ``pmi``);
 * ``prompt``: the shipped HHH prompt and a language model with a cached prefix;
 * ``distill``: context distillation on cached top-k teacher log-probabilities;
 * ``cli``: the ``alignlab prefs`` commands.

@@ -4,7 +4,9 @@ Each comparison is one ``(better, worse)`` pair of responses to one context: BIG
 221 ``hhh_alignment`` pairs, or the held-out split of HH-RLHF harmless-base. A scorer gets
 a comparison right when it scores the better response strictly higher (a tie counts as wrong). Any
 preference model scores by :meth:`PreferenceModel.score`; any language model scores by the
-log-probability of each response, with or without the HHH prompt before the context.
+log-probability of each response, with or without the HHH prompt before the context, under a
+scoring rule of :mod:`alignlab.prefs.likelihood` (``sum`` by default, as the paper and BIG-bench
+score; ``mean-token``, ``mean-char`` and ``pmi`` beside it), each context computed once.
 
 Every row reports Wilson 95% intervals and, beside it, the "longer answer wins" baseline
 (62.9% on all of hhh_alignment; on HH harmless the shorter answer tends to win instead).
@@ -20,6 +22,7 @@ from alignlab.core.config import option
 from alignlab.core.intervals import wilson
 from alignlab.errors import ConfigError
 from alignlab.prefs.data import Ranking, flatten_pairs
+from alignlab.prefs.likelihood import DEFAULT_RULE, RULE_NAMES, RULES
 
 ALL = "all"
 
@@ -118,9 +121,32 @@ def evaluate_pm(pm: Any, rankings: Sequence[Ranking], suite: str, batch_size: in
 
 
 def lm_scores(
+    lm: Any,
+    tokenizer: Any,
+    rankings: Sequence[Ranking],
+    prompt: str = "",
+    batch_size: int = 8,
+    rules: Sequence[str] = (DEFAULT_RULE,),
+) -> dict[str, list[list[float]]]:
+    """Each response's score after ``prompt`` + its context, by each scoring rule in ``rules``
+    (see :mod:`alignlab.prefs.likelihood`); the model's work is done once for all of them.
+
+    Raises:
+        UnknownNameError: a rule that is not registered.
+    """
+    from alignlab.prefs.likelihood import apply_rule, response_logprobs
+    from alignlab.prefs.prompt import PrefixedLM
+
+    neutral = any(RULES.get(rule).needs_neutral for rule in rules)
+    logprobs = response_logprobs(PrefixedLM(lm, tokenizer, prompt), rankings, batch_size, neutral)
+    return {rule: apply_rule(rule, logprobs) for rule in rules}
+
+
+def lm_scores_unshared(
     lm: Any, tokenizer: Any, rankings: Sequence[Ranking], prompt: str = "", batch_size: int = 8
 ) -> list[list[float]]:
-    """Each response's summed log-probability after ``prompt`` + its context."""
+    """The summed log-probabilities as :func:`lm_scores` gives them under ``sum``, with every
+    (context, response) row computed whole: the reference the shared path is checked against."""
     from alignlab.prefs.prompt import PrefixedLM
 
     scorer = PrefixedLM(lm, tokenizer, prompt)
@@ -134,11 +160,36 @@ def lm_scores(
 
 
 def evaluate_lm(
-    lm: Any, tokenizer: Any, rankings: Sequence[Ranking], suite: str, prompt: str = "", batch_size: int = 8
+    lm: Any,
+    tokenizer: Any,
+    rankings: Sequence[Ranking],
+    suite: str,
+    prompt: str = "",
+    batch_size: int = 8,
+    rule: str = DEFAULT_RULE,
 ) -> Report:
-    """A language model's accuracy by the log-probability of each response, after ``prompt`` if given."""
-    label = "language model, with HHH prompt" if prompt else "language model, no prompt"
-    return report(suite, label, rankings, lm_scores(lm, tokenizer, rankings, prompt, batch_size))
+    """A language model's accuracy by one scoring rule, after ``prompt`` if given."""
+    return evaluate_lm_rules(lm, tokenizer, rankings, suite, prompt, batch_size, (rule,))[0]
+
+
+def evaluate_lm_rules(
+    lm: Any,
+    tokenizer: Any,
+    rankings: Sequence[Ranking],
+    suite: str,
+    prompt: str = "",
+    batch_size: int = 8,
+    rules: Sequence[str] = RULE_NAMES,
+) -> list[Report]:
+    """A language model's accuracy by each scoring rule (one report each), the model run once for all."""
+    where = "with HHH prompt" if prompt else "no prompt"
+    scores = lm_scores(lm, tokenizer, rankings, prompt, batch_size, rules)
+    reports = []
+    for rule, values in scores.items():
+        result = report(suite, f"language model, {where}, {rule}", rankings, values)
+        result.details.update(scoring=rule, scoring_described=RULES.get(rule).describe, prompt=bool(prompt))
+        reports.append(result)
+    return reports
 
 
 @dataclass(frozen=True)
@@ -156,7 +207,13 @@ class EvalConfig:
     test_fraction: float = option(0.2, "hh-harmless: share of groups held out (must match training)")
     limit: int = option(0, "evaluate at most this many rankings (0 = all)")
     layers: int = option(0, "language models only: keep the first N layers (0 = all)")
-    batch_size: int = option(8, "rankings per forward pass")
+    scoring: str = option(
+        DEFAULT_RULE,
+        "language models only: sum (the paper's and BIG-bench's), mean-token, mean-char, pmi, or all",
+    )
+    batch_size: int = option(
+        8, "per forward pass: rankings (preference models), response rows (language models)"
+    )
 
 
 SUITES = ("hhh", "hh-harmless")
@@ -186,6 +243,9 @@ def run_eval(config: EvalConfig) -> list[Report]:
     from alignlab.prefs.backbone import backbone_path
     from alignlab.prefs.model import PM_FILE, PreferenceModel
 
+    rules = RULE_NAMES if config.scoring == "all" else (config.scoring,)
+    for rule in rules:
+        RULES.get(rule)  # a wrong name fails before any model loads
     rankings = suite_rankings(config.suite, config.data_dir, config.test_fraction, config.limit)
     path = backbone_path(config.model)
     if (path / PM_FILE).is_file():
@@ -197,4 +257,8 @@ def run_eval(config: EvalConfig) -> list[Report]:
     lm.eval()
     prompts = {"none": [""], "hhh": [load_prompt()], "both": ["", load_prompt()]}
     chosen = prompts.get(config.prompt) or [load_prompt(config.prompt)]
-    return [evaluate_lm(lm, tokenizer, rankings, config.suite, p, config.batch_size) for p in chosen]
+    return [
+        result
+        for p in chosen
+        for result in evaluate_lm_rules(lm, tokenizer, rankings, config.suite, p, config.batch_size, rules)
+    ]

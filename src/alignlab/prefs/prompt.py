@@ -155,3 +155,102 @@ class PrefixedLM:
                     logp = torch.log_softmax(logits[len(context) :], dim=-1)
                     scores.append(float(logp.gather(1, torch.tensor(target)[:, None]).sum()))
         return scores
+
+    def continuations(
+        self, items: Sequence[tuple[str, Sequence[str]]], batch_size: int = 8
+    ) -> list[list[tuple[float, int]]]:
+        """Each continuation's summed log-probability and scored-token count after the prefix and
+        its context, the context computed once for all of its continuations.
+
+        A continuation's first token is scored only when something (prefix or context) precedes
+        it. Items are grouped so a forward pass holds at most ``batch_size`` continuation rows
+        (an item with more goes alone), the rows :meth:`loglikelihood` holds; the scores equal its.
+
+        Args:
+            items: ``(context, continuations)`` pairs.
+            batch_size: most continuation rows per forward pass.
+        """
+        import torch
+
+        encoded = [(self.encode(c), [self.encode(x) for x in xs]) for c, xs in items]
+        scores: list[list[tuple[float, int]]] = []
+        with torch.no_grad():
+            for group in _groups([len(xs) for _, xs in encoded], batch_size):
+                scores += self._shared([encoded[i] for i in group])
+        return scores
+
+    def _shared(self, chunk: Sequence[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, int]]]:
+        """:meth:`continuations` of one group: contexts left-padded in one pass after the prefix's
+        cache, then every continuation in one pass after its own context's cache."""
+        import torch
+
+        p, n = len(self.prefix_ids), len(chunk)
+        contexts = [c for c, _ in chunk]
+        width = max(map(len, contexts))
+        kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in self._kv]
+        context_mask = torch.zeros((n, width), dtype=torch.long)
+        last: list[Any] = [self._first if p else None] * n
+        if width:
+            ids = torch.zeros((n, width), dtype=torch.long)
+            for i, c in enumerate(contexts):
+                if c:
+                    ids[i, width - len(c) :], context_mask[i, width - len(c) :] = torch.tensor(c), 1
+            positions = p + (context_mask.cumsum(dim=1) - 1).clamp(min=0)
+            mask = torch.cat([torch.ones((n, p), dtype=torch.long), context_mask], dim=1)
+            out = self.lm(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,  # only the context's last position predicts a response token
+                **self._cache(kv),
+            )
+            kv = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
+            last = [out.logits[i, -1].float() if c else last[i] for i, c in enumerate(contexts)]
+        rows = [(i, x) for i, (_, xs) in enumerate(chunk) for x in xs if x]
+        results: list[tuple[float, int]] = []
+        if rows:
+            owner = torch.tensor([i for i, _ in rows])
+            span = max(len(x) for _, x in rows)
+            ids = torch.zeros((len(rows), span), dtype=torch.long)
+            row_mask = torch.zeros_like(ids)
+            for r, (_, x) in enumerate(rows):
+                ids[r, : len(x)], row_mask[r, : len(x)] = torch.tensor(x), 1
+            seen = torch.cat([torch.ones((len(rows), p), dtype=torch.long), context_mask[owner]], dim=1)
+            positions = p + context_mask.sum(dim=1)[owner, None] + torch.arange(span)[None]
+            cache = self._cache([(k[owner], v[owner]) for k, v in kv])
+            logits = self.lm(
+                input_ids=ids,
+                attention_mask=torch.cat([seen, row_mask], dim=1),
+                position_ids=positions,
+                use_cache=bool(cache),
+                **cache,
+            ).logits.float()
+            for r, (i, x) in enumerate(rows):
+                before = logits[r, : len(x) - 1]
+                if last[i] is not None:
+                    before = torch.cat([last[i][None], before])
+                targets = torch.tensor(x[len(x) - len(before) :])
+                logp = torch.log_softmax(before, dim=-1).gather(1, targets[:, None])
+                results.append((float(logp.sum()), len(targets)))
+        ordered = iter(results)
+        return [[next(ordered) if x else (0.0, 0) for x in xs] for _, xs in chunk]
+
+    def _cache(self, kv: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
+        """The keyword arguments that hand ``kv`` to the model as its cache (none when empty)."""
+        from transformers import DynamicCache
+
+        return cache_argument(self.lm, DynamicCache(ddp_cache_data=list(kv))) if kv else {}
+
+
+def _groups(sizes: Sequence[int], most: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group's ``sizes`` add up to at most ``most`` (or one index)."""
+    groups: list[list[int]] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if not groups or total + size > most:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
