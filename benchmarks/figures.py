@@ -61,25 +61,38 @@ def serve(d: dict[str, Any]) -> list[str]:
 
 def guard_load(d: dict[str, Any]) -> list[str]:
     rows = []
-    for name in ("unguarded", "guarded"):
-        r = d[name]
-        rounds = d.get("per_round", {}).get(name, [])
+    names = [("unguarded", "unguarded"), ("guarded", "guarded (shipped guard)")]
+    if "escalated" in d:
+        names.append(("escalated", "guarded, every exchange escalated"))
+    for key, label in names:
+        r = d[key]
+        rounds = d.get("per_round", {}).get(key, [])
         each = " / ".join(f"{x['tok_s']:.0f}" for x in rounds) or "-"
-        rows.append(
-            f"| {name} | {r['requests']} | {r['errors']} | {r['ttft_p50_s']:.2f} s | {r['p50_s']:.2f} s | "
-            f"{r['p95_s']:.2f} s | {r['p99_s']:.2f} s | {r['tok_s']:.1f} | {each} |"
+        stats = r.get("guard_stats", {})
+        counts = (
+            f"{stats['classifier_exchanges']} / {stats['flagged']} / {stats['released_unread']}"
+            if stats
+            else "-"
         )
-    stats = d["guarded"].get("guard_stats", {})
-    rounds = d.get("rounds", 1)
+        rows.append(
+            f"| {label} | {r['requests']} | {r['errors']} | {r['ttft_p50_s']:.2f} s | {r['p50_s']:.2f} s | "
+            f"{r['tok_s']:.1f} | {r.get('benign_tok_s', r['tok_s']):.1f} | {each} | {counts} |"
+        )
+    share = d.get("borderline_share")
+    mix = f"; {share:.0%} of clients send borderline-benign training requests" if share else ""
+    escalated = (
+        f"; with every exchange escalated: {d['escalated_tok_s_cost']:.1%}"
+        if "escalated_tok_s_cost" in d
+        else ""
+    )
     return [
-        f"**Guarded proxy under load**: {d['clients']} streaming clients, {d['seconds']:.0f} s per round, "
-        f"{rounds} alternating round(s) per server, medians over rounds (`{d['command']}`). Guard cost: "
-        f"{d['guard_tok_s_cost']:.1%} of tokens/s; exchanges the classifier read: "
-        f"{stats.get('classifier_exchanges', '-')} of {stats.get('exchanges', '-')}; tokens released before every "
-        f"required stage read them: {stats.get('released_unread', '-')}.",
+        f"**Guarded proxy under load**: {d['clients']} streaming clients{mix}, {d['seconds']:.0f} s per round, "
+        f"{d.get('rounds', 1)} alternating round(s) per server, medians over rounds (`{d['command']}`). "
+        f"Guard cost: {d['guard_tok_s_cost']:.1%} of tokens/s{escalated}.",
         "",
-        "| server | requests | errors | TTFT p50 | p50 | p95 | p99 | tok/s | tok/s per round |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| server | requests | errors | TTFT p50 | p50 | tok/s | benign clients tok/s | tok/s per round "
+        "| escalated / flagged / released unread |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
         *rows,
         "",
     ]
@@ -332,9 +345,14 @@ def headline() -> list[str]:
         rows.append(f"| guard: over-refusal | {pct(p['over_refusal'])} | `guard_table.json` |")
     if (gl := load("guard_load")) is not None:
         stats = gl["guarded"].get("guard_stats", {})
+        worst = (
+            f"; every exchange escalated: {gl['escalated_tok_s_cost']:.1%}"
+            if "escalated_tok_s_cost" in gl
+            else ""
+        )
         rows.append(
-            f"| guarded proxy: cost in tokens/s under load ({gl['clients']} clients) | {gl['guard_tok_s_cost']:.1%}; "
-            f"tokens released unread: {stats.get('released_unread', '-')} | `guard_load.json` |"
+            f"| guarded proxy: cost in tokens/s under load ({gl['clients']} clients) | {gl['guard_tok_s_cost']:.1%}"
+            f"{worst}; tokens released unread: {stats.get('released_unread', '-')} | `guard_load.json` |"
         )
     if (m := load("models")) is not None:
         rows.append(

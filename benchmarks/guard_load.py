@@ -10,7 +10,10 @@ escalate and the exchange classifier's per-token reads are in the figure. Tokens
 reported per kind of client, since a flagged exchange ends early and frees the server. Reports
 errors, p50/p95/p99 latency, time to first token and tokens/s (medians over rounds, each round
 kept), the guard's cost in tokens/s and its counters (escalations, flags, ``released_unread``).
-Only one server is loaded at a time; the idle one waits.
+A third server runs a copy of the shipped guard whose thresholds escalate every exchange and
+flag none, so the exchange classifier reads every token of every answer: the release rule's
+worst case on exactly the unguarded server's work. Only one server is loaded at a time; the
+idle ones wait.
 
     python benchmarks/guard_load.py [--clients 32] [--seconds 60] [--tokens 32] [--rounds 3]
         [--borderline-share 0.25] [--data-dir ../shared/data]
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -96,6 +102,22 @@ async def load(
     }
 
 
+def always_escalated(folder: Path) -> str:
+    """A copy of the shipped guard whose thresholds escalate every exchange and flag none.
+
+    Every token of every answer is then read by the exchange classifier as well as the probe:
+    the release rule's worst case, and the same work as on the unguarded server.
+    """
+    from alignlab.guard.load import packaged_guard
+
+    target = folder / "escalated-guard"
+    shutil.copytree(packaged_guard(), target)
+    spec = json.loads((target / "guard.json").read_text())
+    spec.update(probe_threshold=-1e30, ensemble_threshold=1e30)
+    (target / "guard.json").write_text(json.dumps(spec))
+    return str(target)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -114,19 +136,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     prompts, kinds = mix(args.clients, args.borderline_share, args.data_dir)
-    rounds: dict[str, list[dict[str, Any]]] = {"none": [], "default": []}
+    rounds: dict[str, list[dict[str, Any]]] = {"none": [], "default": [], "escalated": []}
     with (
+        tempfile.TemporaryDirectory() as tmp,
         served("--model", "smollm2", "--guard", "none") as plain,
         served("--model", "smollm2", "--guard", "default") as guarded,
+        served("--model", "smollm2", "--guard", always_escalated(Path(tmp))) as escalated,
     ):
-        urls = {"none": plain, "default": guarded}
+        urls = {"none": plain, "default": guarded, "escalated": escalated}
         for url in urls.values():
             asyncio.run(load(url, prompts[:4], 5, 4))  # warm-up, untimed
-        for i in range(args.rounds):  # alternate, so background load falls on both servers alike
+        for i in range(args.rounds):  # alternate, so background load falls on every server alike
             for guard, url in urls.items():
                 rounds[guard].append(asyncio.run(load(url, prompts, args.seconds, args.tokens, kinds)))
                 print(f"round {i} guard={guard}: {rounds[guard][-1]['tok_s']:.1f} tok/s", flush=True)
         stats = httpx.get(f"{guarded}/v1/guard/stats").json()
+        escalated_stats = httpx.get(f"{escalated}/v1/guard/stats").json()
     summary = {guard: summarise(runs) for guard, runs in rounds.items()}
     write(
         "guard_load",
@@ -142,7 +167,13 @@ def main() -> None:
             "guard_tok_s_cost": 1 - summary["default"]["tok_s"] / summary["none"]["tok_s"],
             "guard_benign_tok_s_cost": 1
             - summary["default"]["benign_tok_s"] / summary["none"]["benign_tok_s"],
-            "per_round": {"unguarded": rounds["none"], "guarded": rounds["default"]},
+            "escalated": {**summary["escalated"], "guard_stats": escalated_stats},
+            "escalated_tok_s_cost": 1 - summary["escalated"]["tok_s"] / summary["none"]["tok_s"],
+            "per_round": {
+                "unguarded": rounds["none"],
+                "guarded": rounds["default"],
+                "escalated": rounds["escalated"],
+            },
         },
     )
 
