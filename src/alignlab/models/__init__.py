@@ -2,6 +2,7 @@
 
 Specs:
     ``smollm2``               the embedded SmolLM2-135M-Instruct (prepared offline on first use)
+    ``qwen2.5-coder-0.5b``    the embedded Qwen2.5-Coder-0.5B-Instruct (likewise; 491 MB in six wheels)
     ``hf:PATH``               a transformers model directory, a ``.gguf`` file, or a hub id
     ``openai:URL[#MODEL]``    an OpenAI-compatible endpoint, e.g. ``openai:http://127.0.0.1:8000/v1``
     ``scripted[:REPLY]``      a deterministic stand-in (echoes the last user turn without REPLY)

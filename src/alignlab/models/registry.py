@@ -10,7 +10,7 @@ from alignlab.models.base import Backend
 
 Factory = Callable[[str], Backend]
 BACKENDS: Registry[Factory] = Registry("model backend")
-NEEDS = {"hf": "hf", "smollm2": "hf"}
+NEEDS = {"hf": "hf", "smollm2": "hf", "qwen2.5-coder-0.5b": "hf"}
 """The extra each backend kind needs beyond the base install."""
 
 
@@ -40,10 +40,18 @@ def _smollm2(arg: str) -> Backend:
     return HFBackend.load(embedded.prepare(embedded.SMOLLM2), name="smollm2")
 
 
+def _qwen_coder(arg: str) -> Backend:
+    from alignlab.models import embedded
+    from alignlab.models.hf import HFBackend
+
+    return HFBackend.load(embedded.prepare(embedded.QWEN_CODER), name=embedded.QWEN_CODER.name)
+
+
 BACKENDS.register("hf", _hf)
 BACKENDS.register("openai", _openai)
 BACKENDS.register("scripted", _scripted)
 BACKENDS.register("smollm2", _smollm2)
+BACKENDS.register("qwen2.5-coder-0.5b", _qwen_coder)
 
 
 def _parse(spec: str) -> tuple[str, str]:
