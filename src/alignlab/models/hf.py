@@ -91,10 +91,18 @@ class HFBackend:
     # -- prompts -----------------------------------------------------------------------
 
     def encode(self, prompt: Prompt) -> list[int]:
-        """Token ids of a prompt; a chat gets the chat template and the assistant header."""
+        """Token ids of a prompt; a chat gets the chat template and the assistant header.
+
+        A chat whose last message is the assistant's is a prefill: that message is left
+        open, so the reply continues it (its text is not repeated in the reply).
+        """
         if isinstance(prompt, str):
             return list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        encoded = self.tokenizer.apply_chat_template(list(prompt), add_generation_prompt=True, tokenize=True)
+        messages = list(prompt)
+        prefill = bool(messages) and messages[-1]["role"] == "assistant"
+        encoded = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=not prefill, continue_final_message=prefill, tokenize=True
+        )
         ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
         return [int(i) for i in ids]
 
