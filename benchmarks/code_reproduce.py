@@ -45,7 +45,8 @@ TIMING = "timing.jsonl"
 
 
 def draw(args: argparse.Namespace, folder: Path) -> None:
-    """Draw the missing samples and append this run's sampling time and tokens to ``timing.jsonl``."""
+    """Draw the missing samples, logging this run's cumulative samples, tokens and seconds to
+    ``timing.jsonl`` after each one (so a run that is stopped still counts)."""
     from alignlab.models import load_backend
 
     problems = list(load_problems(HUMANEVAL).values())[: args.limit]
@@ -63,29 +64,35 @@ def draw(args: argparse.Namespace, folder: Path) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    tokens = 0
+    run = {"run": time.time(), "samples": 0, "tokens": 0, "seconds": 0.0, "load_s": loaded}
     started = time.perf_counter()
 
     def progress(record: dict[str, Any]) -> None:
-        nonlocal tokens
-        tokens += len(record["logprobs"])
-        seconds = time.perf_counter() - started
+        run["samples"] += 1
+        run["tokens"] += len(record["logprobs"])
+        run["seconds"] = time.perf_counter() - started
+        with (folder / TIMING).open("a") as log:
+            log.write(json.dumps(run) + "\n")
         print(
             f"{record['task_id']}: {record['finish_reason']}, {len(record['logprobs'])} tokens "
-            f"({tokens / seconds:.1f} tokens/s so far)",
+            f"({run['tokens'] / run['seconds']:.1f} tokens/s so far)",
             file=sys.stderr,
             flush=True,
         )
 
-    new = sample_continuous(backend, problems, config, folder / SAMPLES, on_sample=progress)
-    seconds = time.perf_counter() - started
-    with (folder / TIMING).open("a") as log:
-        log.write(json.dumps({"samples": new, "tokens": tokens, "seconds": seconds, "load_s": loaded}) + "\n")
+    sample_continuous(backend, problems, config, folder / SAMPLES, on_sample=progress)
 
 
 def sampling_totals(folder: Path) -> dict[str, Any]:
-    """Samples, tokens and seconds summed over every run that drew into ``folder``."""
-    runs = [json.loads(line) for line in (folder / TIMING).read_text().splitlines() if line.strip()]
+    """Samples, tokens and seconds summed over every run that drew into ``folder``
+    (each run's last line holds its totals)."""
+    lines = (folder / TIMING).read_text().splitlines() if (folder / TIMING).is_file() else []
+    last: dict[Any, dict[str, Any]] = {}
+    for number, line in enumerate(lines):
+        if line.strip():
+            record = json.loads(line)
+            last[record.get("run", f"line {number}")] = record
+    runs = list(last.values())
     samples, tokens = sum(r["samples"] for r in runs), sum(r["tokens"] for r in runs)
     seconds = sum(r["seconds"] for r in runs)
     return {
@@ -109,22 +116,30 @@ def main() -> None:
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/benchmarks/code_reproduce"))
+    parser.add_argument(
+        "--score-only", action="store_true", help="score the samples drawn so far; draw none (a partial run)"
+    )
     args = parser.parse_args()
     folder = args.work
     folder.mkdir(parents=True, exist_ok=True)
-    draw(args, folder)
+    if not args.score_only:
+        draw(args, folder)
     summary = evaluate(folder / SAMPLES, folder / RESULTS, EvaluateConfig(k=(1,), workers=args.workers))
     passed: dict[str, list[bool]] = defaultdict(list)
     for _, record in numbered_records(folder / RESULTS):
         passed[record["task_id"]].append(bool(record["passed"]))
     finish = Counter(record["finish_reason"] for _, record in numbered_records(folder / SAMPLES))
     problems = args.limit if args.limit is not None else 164
-    full = problems >= 164 and args.max_new_tokens >= 512
+    full = problems >= 164 and args.max_new_tokens >= 512 and summary["tasks"] >= 164
+    size = f"{summary['tasks']} of {problems} problems, greedy, max_new_tokens={args.max_new_tokens}"
+    if summary["tasks"] < problems:
+        size += " (a partial run: the first problems in decoding order, not a random subset)"
+    elif not full:
+        size += " (a smoke run, not the full benchmark: not comparable)"
     write(
         "code_reproduce",
         {
-            "size": f"{problems} problems, greedy, max_new_tokens={args.max_new_tokens}"
-            + ("" if full else " (a smoke run, not the full benchmark: not comparable)"),
+            "size": size,
             "model": args.model,
             "mode": args.mode,
             "batch_size": args.batch_size,
