@@ -64,7 +64,14 @@ def draw(args: argparse.Namespace, folder: Path) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    run = {"run": time.time(), "samples": 0, "tokens": 0, "seconds": 0.0, "load_s": loaded}
+    run = {
+        "run": time.time(),
+        "batch_size": args.batch_size,
+        "samples": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "load_s": loaded,
+    }
     started = time.perf_counter()
 
     def progress(record: dict[str, Any]) -> None:
@@ -102,7 +109,19 @@ def sampling_totals(folder: Path) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
         "model_load_s": round(runs[-1]["load_s"], 1) if runs else None,
+        "batch_sizes": sorted({r.get("batch_size") for r in runs if r.get("batch_size")}),
+        "notes": sorted({r["note"] for r in runs if r.get("note")}),
     }
+
+
+def complete_prefix(order: list[str], passed: dict[str, list[bool]]) -> dict[str, list[bool]]:
+    """The results of the longest run of problems, from the first in ``order``, that all have one."""
+    prefix: dict[str, list[bool]] = {}
+    for task in order:
+        if task not in passed:
+            break
+        prefix[task] = passed[task]
+    return prefix
 
 
 def main() -> None:
@@ -128,12 +147,15 @@ def main() -> None:
     passed: dict[str, list[bool]] = defaultdict(list)
     for _, record in numbered_records(folder / RESULTS):
         passed[record["task_id"]].append(bool(record["passed"]))
+    prefix = complete_prefix(list(load_problems(HUMANEVAL))[: args.limit], passed)
     finish = Counter(record["finish_reason"] for _, record in numbered_records(folder / SAMPLES))
     problems = args.limit if args.limit is not None else 164
     full = problems >= 164 and args.max_new_tokens >= 512 and summary["tasks"] >= 164
     size = f"{summary['tasks']} of {problems} problems, greedy, max_new_tokens={args.max_new_tokens}"
     if summary["tasks"] < problems:
         size += " (a partial run: the first problems in decoding order, not a random subset)"
+    elif problems < 164 and args.max_new_tokens >= 512:
+        size += f" (the first {problems} of 164 problems only: a partial run, not the full benchmark)"
     elif not full:
         size += " (a smoke run, not the full benchmark: not comparable)"
     write(
@@ -142,13 +164,19 @@ def main() -> None:
             "size": size,
             "model": args.model,
             "mode": args.mode,
-            "batch_size": args.batch_size,
             "pass@1": summary["pass_at_k"].get("pass@1"),
             "ci95": bootstrap(passed, (1,), args.bootstrap, args.seed).get("pass@1"),
             "bootstrap_resamples": args.bootstrap,
             "tasks": summary["tasks"],
             "verdicts": summary["verdicts"],
             "finish_reasons": dict(finish),
+            "complete_prefix": {
+                "problems": len(prefix),
+                "pass@1": sum(all(v) for v in prefix.values()) / len(prefix) if prefix else None,
+                "ci95": bootstrap(prefix, (1,), args.bootstrap, args.seed).get("pass@1") if prefix else None,
+                "note": "the first problems in HumanEval order that all have a result; in a partial run this "
+                "is the figure to read, since the samples still decoding when it stopped are the longer ones",
+            },
             "sampling": sampling_totals(folder),
             "isolation_warnings": (summary["isolation"] or {}).get("warnings", []),
             "published": PUBLISHED,
