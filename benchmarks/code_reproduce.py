@@ -115,6 +115,23 @@ def sampling_totals(folder: Path) -> dict[str, Any]:
     }
 
 
+def failure_breakdown(folder: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Failed samples by the exception the tests raised (the first word of the sandbox's detail),
+    and the samples cut at the token limit by whether they passed."""
+    results = {(r["task_id"], r["completion_id"]): r for _, r in numbered_records(folder / RESULTS)}
+    errors = Counter(
+        (r["detail"] or r["verdict"]).split(":")[0].split(" (")[0]
+        for r in results.values()
+        if not r["passed"]
+    )
+    cut: Counter[str] = Counter()
+    for _, sample in numbered_records(folder / SAMPLES):
+        result = results.get((sample["task_id"], sample["completion_id"]))
+        if sample["finish_reason"] == "length" and result is not None:
+            cut["passed" if result["passed"] else "failed"] += 1
+    return dict(errors.most_common()), dict(cut)
+
+
 def complete_prefix(order: list[str], passed: dict[str, list[bool]]) -> dict[str, list[bool]]:
     """The results of the longest run of problems, from the first in ``order``, that all have one."""
     prefix: dict[str, list[bool]] = {}
@@ -150,6 +167,7 @@ def main() -> None:
         passed[record["task_id"]].append(bool(record["passed"]))
     prefix = complete_prefix(list(load_problems(HUMANEVAL))[: args.limit], passed)
     finish = Counter(record["finish_reason"] for _, record in numbered_records(folder / SAMPLES))
+    errors, cut = failure_breakdown(folder)
     problems = args.limit if args.limit is not None else 164
     full = problems >= 164 and args.max_new_tokens >= 512 and summary["tasks"] >= 164
     size = f"{summary['tasks']} of {problems} problems, greedy, max_new_tokens={args.max_new_tokens}"
@@ -171,6 +189,8 @@ def main() -> None:
             "tasks": summary["tasks"],
             "verdicts": summary["verdicts"],
             "finish_reasons": dict(finish),
+            "failures_by_error": errors,
+            "cut_at_max_new_tokens": cut,
             "complete_prefix": {
                 "problems": len(prefix),
                 "pass@1": sum(all(v) for v in prefix.values()) / len(prefix) if prefix else None,
