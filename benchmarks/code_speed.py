@@ -8,13 +8,15 @@ tokens each side keeps (up to the end-of-sequence token or the stop string) over
 time, prefill included; both sides must produce the same greedy text, which is checked.
 
     nice -n 5 python benchmarks/code_speed.py                          # 16 prompts x 256 tokens
-    python benchmarks/code_speed.py --prompts 2 --max-new-tokens 16    # smoke
+    python benchmarks/code_speed.py --prompts 2 --max-new-tokens 16 --repeats 1   # smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--mode", default="evalplus")
     parser.add_argument("--prompts", type=int, default=16, help="HumanEval problems in the batch")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per side (median reported)")
     args = parser.parse_args()
     from alignlab.models import load_backend
 
@@ -90,8 +93,18 @@ def main() -> None:
         mode=args.mode,
         batch_size=args.prompts,
     )
-    ours_s, replies, ours_tokens = alignlab_side(backend, problems, config)
-    theirs_s, kept = generate_side(backend, problems, config)
+    warm = dataclasses.replace(config, max_new_tokens=2, batch_size=1)
+    alignlab_side(backend, problems[:1], warm)  # untimed: first-call allocations on both sides
+    generate_side(backend, problems[:1], warm)
+    ours, theirs = [], []
+    for repeat in range(args.repeats):  # alternate the order, so neither side always runs first
+        sides = [("ours", alignlab_side), ("theirs", generate_side)]
+        for name, side in sides if repeat % 2 == 0 else sides[::-1]:
+            (ours if name == "ours" else theirs).append(side(backend, problems, config))
+    ours_s = statistics.median(run[0] for run in ours)
+    theirs_s = statistics.median(run[0] for run in theirs)
+    _, replies, ours_tokens = ours[0]
+    _, kept = theirs[0]
     stops = MODES.get(args.mode).stop
     theirs_text = [backend.tokenizer.decode(k, skip_special_tokens=True) for k in kept]
     for stop in stops:
@@ -102,7 +115,8 @@ def main() -> None:
         "code_speed",
         {
             "size": f"{args.prompts} HumanEval prompts in one batch, greedy, "
-            f"up to {args.max_new_tokens} new tokens",
+            f"up to {args.max_new_tokens} new tokens; median of {args.repeats} runs per side, "
+            "order alternated",
             "model": args.model,
             "mode": args.mode,
             "alignlab_sampler": {
