@@ -10,6 +10,7 @@ output folder the user chose (by default the user cache), never in the repositor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -151,7 +152,7 @@ class Checks:
         self._checker: Any = None
         self._embedder: Any = None
 
-    @property
+    @functools.cached_property
     def references(self) -> list[Any]:
         from alignlab.guard.decontam import Reference
         from alignlab.guard.evalsets import load_eval_sets

@@ -19,6 +19,7 @@ token event, and the end of the stream (whose event may carry the last text) is 
 from __future__ import annotations
 
 import bisect
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -155,7 +156,8 @@ class ClassifierSession:
         z = self.stream.feed(fresh)
         self.fed = stable
         decoded = tokenizer.decode(self.fed) if self.fed else ""
-        self.read_chars = len(self.text) if final else _common_prefix(decoded, self.text)
+        read = os.path.commonprefix([decoded, self.text])  # noqa: RUF071 (characters read, not a path)
+        self.read_chars = len(self.text) if final else len(read)
         self.classifier_seconds += time.perf_counter() - start
         flagged = z >= self.guard.thresholds["classifier_threshold"]
         self.last = Verdict(flagged, CLASSIFIER, {PROBE: None, CLASSIFIER: z, "ensemble": None}, True)
@@ -178,10 +180,3 @@ class ClassifierSession:
         self.text += text
         self.unit_ends.append(len(self.text))
         return self._feed(final=True)
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
