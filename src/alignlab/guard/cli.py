@@ -60,6 +60,7 @@ def _existing(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
 def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     from alignlab.core.jsonl import read_jsonl
     from alignlab.guard import dataset
+    from alignlab.guard.answers import answers_path
     from alignlab.guard.constitution import load_constitution
     from alignlab.guard.seeds import data_dir as find_data
     from alignlab.models import load_backend
@@ -73,6 +74,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
         policy=policy,
         root=find_data(data_dir),
         generator=generator,
+        answers=answers_path(_work(recipe).parent / "answers", recipe.policy, recipe.response_tokens),
     )
     return dataset.selected(recipe, list(read_jsonl(path)))
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.core.splits import SplitName, hash_split, unit_hash
+from alignlab.guard.answers import AnswerCache
 from alignlab.guard.augment import augment
 from alignlab.guard.constitution import Constitution
 from alignlab.guard.recipe import Recipe
-from alignlab.guard.seeds import Seed, constitution_seeds, dataset_seeds, synthetic_seeds
+from alignlab.guard.seeds import Seed, constitution_seeds, dataset_seeds, redteam_seeds, synthetic_seeds
 from alignlab.models.base import Backend, SamplingParams
 
 
@@ -38,18 +39,38 @@ def split_of(text: str, test_fraction: float) -> SplitName:
 
 
 def gather_seeds(
-    recipe: Recipe, constitution: Constitution, root: Path | None, generator: Backend | None
-) -> list[Seed]:
-    """Every seed, deduplicated by text (the first source wins)."""
+    recipe: Recipe,
+    constitution: Constitution,
+    root: Path | None,
+    generator: Backend | None,
+    embedder: Any = None,
+) -> tuple[list[Seed], dict[str, Any] | None]:
+    """Every seed, deduplicated by text (the first source wins), and the red-team screening report.
+
+    ``embedder`` (texts → unit vectors) screens the HH-RLHF red-team turns when the recipe asks
+    for them (``hh_redteam``).
+    """
     seeds = list(constitution_seeds(constitution))
+    redteam = None
     if root is not None:
-        seeds += list(dataset_seeds(root, recipe.max_per_source))
+        seeds += list(dataset_seeds(root, recipe.max_per_source, recipe.stackexchange_questions))
+        if recipe.hh_redteam > 0:
+            if embedder is None:
+                from alignlab.errors import ConfigError
+
+                raise ConfigError(
+                    "hh_redteam screens turns with an embedder; set decontam_embedder (not none)"
+                )
+            found, redteam = redteam_seeds(
+                root, constitution, embedder, recipe.hh_redteam, recipe.hh_redteam_screen
+            )
+            seeds += found
     if generator is not None and recipe.synthetic_per_category > 0:
         seeds += list(synthetic_seeds(constitution, generator, recipe.synthetic_per_category, recipe.seed))
     unique: dict[str, Seed] = {}
     for s in seeds:
         unique.setdefault(s.text, s)
-    return list(unique.values())
+    return list(unique.values()), redteam
 
 
 def examples(recipe: Recipe, seeds: list[Seed]) -> Iterator[dict[str, Any]]:
@@ -93,23 +114,33 @@ def build(
     policy: Backend,
     root: Path | None,
     generator: Backend | None,
-    batch_size: int = 16,
+    batch_size: int = 32,
+    answers: Path | None = None,
 ) -> Path:
-    """Build (or resume) the exchange dataset in ``out``; returns the path of ``exchanges.jsonl``."""
+    """Build (or resume) the exchange dataset in ``out``; returns the path of ``exchanges.jsonl``.
+
+    ``answers`` is an :class:`~alignlab.guard.answers.AnswerCache` file shared by every data
+    folder of the same policy and answer length: answers found there are not generated again.
+    """
     from alignlab.core.jsonl import read_jsonl, write_jsonl
     from alignlab.core.progress import progress_bar
     from alignlab.core.results import ResultsFile
 
     out.mkdir(parents=True, exist_ok=True)
-    seeds_path = out / "seeds.jsonl"
+    seeds_path, redteam_path = out / "seeds.jsonl", out / "redteam.json"
+    checks = Checks(recipe, root)
     if seeds_path.is_file():  # the generator samples: reuse its seeds so a resumed run stays consistent
         seeds = [
             Seed(**{k: r[k] for k in ("text", "label", "category", "source")}) for r in read_jsonl(seeds_path)
         ]
+        redteam = json.loads(redteam_path.read_text()) if redteam_path.is_file() else None
     else:
-        seeds = gather_seeds(recipe, constitution, root, generator)
+        seeds, redteam = gather_seeds(
+            recipe, constitution, root, generator, checks.embedder() if recipe.hh_redteam > 0 else None
+        )
+        if redteam is not None:
+            redteam_path.write_text(json.dumps(redteam, indent=2) + "\n")
         write_jsonl(seeds_path, [asdict(s) for s in seeds])
-    checks = Checks(recipe, root)
     seeds, decontamination = clean(seeds, checks, out)
     real, traffic_report = traffic(recipe, constitution, checks, out)
     # A stable shuffled order (by id, a hash): any prefix is an unbiased sample of every source.
@@ -128,17 +159,27 @@ def build(
     ]
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
     fit = _fitter(policy, recipe.response_tokens)
+    cache = AnswerCache(answers, recipe.policy, recipe.response_tokens) if answers else None
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            for example, gen in zip(
-                chunk, policy.generate([fit(e["messages"]) for e in chunk], params), strict=True
-            ):
+        fresh = []
+        for e in todo:  # answers another data folder or run already made are reused, not regenerated
+            known = cache.get(fit(e["messages"])) if cache is not None else None
+            if known is None:
+                fresh.append(e)
+            else:
+                results.append({**e, "response": known})
+                bar.update(task, advance=1)
+        for start in range(0, len(fresh), batch_size):
+            chunk = fresh[start : start + batch_size]
+            prompts = [fit(e["messages"]) for e in chunk]
+            for example, prompt, gen in zip(chunk, prompts, policy.generate(prompts, params), strict=True):
+                if cache is not None:
+                    cache.put(prompt, gen.text)
                 results.append({**example, "response": gen.text})
             bar.update(task, advance=len(chunk))
     wanted = {e["id"] for e in todo_all}
-    card = {"decontamination": decontamination, "real_traffic": traffic_report}
+    card = {"decontamination": decontamination, "real_traffic": traffic_report, "hh_redteam": redteam}
     write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, card)
     return results.path
 

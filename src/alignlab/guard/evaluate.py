@@ -319,7 +319,7 @@ def per_token_flops(guard: Any) -> dict[str, float]:
     return {"policy": policy, "classifier": classifier, "probe": probe}
 
 
-def _scored(
+def score_items(
     guard: Any, baselines: dict[str, Any], group: list[dict[str, Any]], max_tokens: int, errors: Any
 ) -> list[dict[str, Any]]:
     """``score_batch`` on a group; where it fails, item by item, so one bad item costs one item."""
@@ -334,7 +334,7 @@ def _scored(
                 {"id": group[0]["id"], "set": group[0].get("set"), "error": f"{type(exc).__name__}: {exc}"}
             )
             return []
-    return [r for item in group for r in _scored(guard, baselines, [item], max_tokens, errors)]
+    return [r for item in group for r in score_items(guard, baselines, [item], max_tokens, errors)]
 
 
 def run_eval(
@@ -362,7 +362,7 @@ def run_eval(
             groups = [[i for i in chunk if "response" in i], [i for i in chunk if "response" not in i]]
             for group in groups:
                 if group:
-                    for record in _scored(guard, baselines, group, max_tokens, errors):
+                    for record in score_items(guard, baselines, group, max_tokens, errors):
                         if record["id"] not in answers:
                             answers.append({k: record[k] for k in ("id", "response", "policy_seconds")})
                         extra = {

@@ -38,6 +38,9 @@ DATA_FIELDS = (
     "decontam_jaccard",
     "decontam_cosine",
     "decontam_embedder",
+    "hh_redteam",
+    "hh_redteam_screen",
+    "stackexchange_questions",
     "real_traffic",
     "real_traffic_conversations",
     "real_traffic_turns",
@@ -65,7 +68,11 @@ def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | No
     from alignlab.guard.evalsets import load_eval_sets
     from alignlab.guard.seeds import dataset_seeds
 
-    seeds = [asdict(s) for s in dataset_seeds(root, recipe.max_per_source)] if root is not None else []
+    seeds = (
+        [asdict(s) for s in dataset_seeds(root, recipe.max_per_source, recipe.stackexchange_questions)]
+        if root is not None
+        else []
+    )
     evaluation = [asdict(i) for i in load_eval_sets(root)] if root is not None else []
     fields = {name: getattr(recipe, name) for name in DATA_FIELDS}
     if recipe.real_traffic != "none" and recipe.real_traffic_conversations > 0:

@@ -90,6 +90,13 @@ class Recipe:
     decontam_embedder: str = option(
         "minilm", "sentence embedder for the paraphrase check: minilm, a model folder, or none (skip it)"
     )
+    hh_redteam: int = option(
+        0, "most HH-RLHF red-team first turns taken as harmful seeds (those that screen as disallowed)"
+    )
+    hh_redteam_screen: float = option(
+        0.5, "a red-team turn is a harmful seed at this embedding cosine to a disallowed example (or more)"
+    )
+    stackexchange_questions: int = option(0, "Stack Exchange questions added as long benign requests")
     real_traffic: str = option(
         "none",
         "real user traffic for benign negatives and calibration: sharegpt (the wheel), a path, or none",

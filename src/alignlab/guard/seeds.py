@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alignlab.core.splits import hash64
 from alignlab.errors import ConfigError
@@ -75,8 +76,12 @@ def constitution_seeds(constitution: Constitution) -> Iterator[Seed]:
             yield Seed(text, 0, cat.name, "constitution")
 
 
-def dataset_seeds(root: Path, max_per_source: int) -> Iterator[Seed]:
-    """Training seeds from the shared datasets, at most ``max_per_source`` per source (first by hash)."""
+def dataset_seeds(root: Path, max_per_source: int, stackexchange: int = 0) -> Iterator[Seed]:
+    """Training seeds from the shared datasets, at most ``max_per_source`` per source (first by hash).
+
+    ``stackexchange`` adds that many Stack Exchange questions (title and body, first by hash)
+    as long benign requests.
+    """
     from alignlab.core.datasets import dataset_file
     from alignlab.core.jsonl import read_jsonl
 
@@ -104,6 +109,67 @@ def dataset_seeds(root: Path, max_per_source: int) -> Iterator[Seed]:
     for pool in pools.values():
         pool.sort(key=lambda s: hashlib.sha256(s.text.encode()).hexdigest())
         yield from pool[:max_per_source]
+    if stackexchange > 0:
+        questions = sorted(
+            stackexchange_questions(root), key=lambda s: hashlib.sha256(s.text.encode()).hexdigest()
+        )
+        yield from questions[:stackexchange]
+
+
+def stackexchange_questions(root: Path) -> list[Seed]:
+    """Every Stack Exchange question with two or more answers, as a benign seed (title, blank line, body)."""
+    from alignlab.prefs.data import ASSISTANT, HUMAN
+    from alignlab.prefs.stackexchange import load_stackexchange_folder
+
+    folder = root / "stackexchange"
+    if not folder.is_dir():
+        return []
+    out = []
+    for ranking in load_stackexchange_folder(folder).rankings:
+        text = ranking.context.removeprefix(HUMAN).removesuffix(ASSISTANT).strip()
+        out.append(Seed(text, 0, "stackexchange", f"stackexchange:{ranking.subset}"))
+    return out
+
+
+def redteam_seeds(
+    root: Path, constitution: Constitution, embedder: Any, limit: int, threshold: float
+) -> tuple[list[Seed], dict[str, Any]]:
+    """First human turns of HH-RLHF red-team conversations that read as a disallowed request.
+
+    The red-team attempts carry no per-request label, and many are harmless, so a turn is
+    kept as a harmful seed only when its sentence embedding lies at ``threshold`` cosine or
+    more from a harmful category's disallowed example (it is filed under that category);
+    the others are not used at all. At most ``limit`` are kept (first by hash).
+
+    Returns:
+        The seeds and a report: turns considered, kept, and the rule.
+    """
+    import numpy as np
+
+    from alignlab.core.datasets import dataset_file
+    from alignlab.core.jsonl import read_jsonl
+    from alignlab.prefs.data import first_human_turn
+
+    turns = {
+        first_human_turn(str(rec.get("chosen", "")))
+        for rec in read_jsonl(dataset_file(root, "hh-rlhf/harmless-base-test.jsonl.gz"))
+    }
+    pool = sorted((t for t in turns if len(t) > 15), key=lambda t: hashlib.sha256(t.encode()).hexdigest())
+    examples = [(c.name, e) for c in constitution.side("harmful") for e in c.disallowed]
+    sims = embedder(pool) @ embedder([e for _, e in examples]).T
+    best = np.argmax(sims, axis=1)
+    kept = [
+        Seed(text, 1, examples[int(j)][0], "hh-rlhf:red-team")
+        for text, j, row in zip(pool, best, sims, strict=True)
+        if row[j] >= threshold
+    ][:limit]
+    report = {
+        "considered": len(pool),
+        "matched": int((sims.max(axis=1) >= threshold).sum()) if len(pool) else 0,
+        "kept": len(kept),
+        "rule": f"MiniLM cosine >= {threshold} to a harmful category's disallowed example",
+    }
+    return kept, report
 
 
 _NUMBERED = re.compile(r"^\s*\d+[.)]\s*(.+?)\s*$")
