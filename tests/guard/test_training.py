@@ -140,3 +140,55 @@ def test_early_stopping_keeps_the_best_validation_epoch(tiny_backend: Any) -> No
     held = [i for i, k in enumerate(keys) if unit_hash(f"validation:{k}") < 0.25]
     again = validation_loss(model, [rows[i] for i in held], [labels[i] for i in held], recipe)
     assert again == pytest.approx(curves["validation"][best], rel=1e-4), "the best epoch's weights were kept"
+
+
+def _other_model(tiny_model_dir: Path, out: Path, *, same_tokenizer: bool) -> Path:
+    """A second random-init model (wider, deeper) with the tiny policy's tokenizer or another one."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if not same_tokenizer:
+        tok.add_tokens(["<an-extra-token>"])
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_a_separate_backbone_trains_saves_and_loads_by_spec(
+    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from alignlab.guard.classifier import load_backbone
+    from alignlab.guard.train import fit_classifier
+
+    spec = str(_other_model(tiny_model_dir, tmp_path / "other", same_tokenizer=True))
+    backbone = (spec, load_backbone(spec, tiny_backend))
+    rows = [[5, 6, 7, 8, 9 + (i % 2) * 40] * 2 for i in range(16)]
+    recipe = Recipe(classifier_layers=0, classifier_epochs=1, validation_fraction=0.0)
+    model, _ = fit_classifier(
+        tiny_backend.model,
+        rows,
+        [float(i % 2) for i in range(16)],
+        recipe,
+        name="exchange",
+        backbone=backbone,
+    )
+    assert model.layers == 3 and model.head.in_features == 48  # the other model's depth and width
+    model.save(tmp_path / "c")
+    again = ExchangeClassifier.load(tmp_path / "c", tiny_backend.model)  # finds its backbone by spec
+    assert again.source == spec and again.head.in_features == 48
+    np.testing.assert_allclose(again.token_scores(rows[:2]), model.token_scores(rows[:2]), atol=1e-5)
+
+
+def test_a_backbone_with_another_tokenizer_is_refused(
+    tiny_backend: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.guard.classifier import load_backbone
+
+    spec = str(_other_model(tiny_model_dir, tmp_path / "other", same_tokenizer=False))
+    with pytest.raises(ConfigError, match="another tokenizer than the policy"):
+        load_backbone(spec, tiny_backend)

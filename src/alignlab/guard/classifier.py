@@ -1,7 +1,8 @@
 """The streaming exchange classifier: a causal transformer with a value head scoring every token.
 
 The backbone is the policy's own first ``layers`` transformer blocks (frozen, read from the
-policy's weights), adapted with LoRA through peft; a linear value head predicts, at every
+policy's weights) or, by spec, the first blocks of a separate model that shares the policy's
+tokenizer (:func:`load_backbone`), adapted with LoRA through peft; a linear value head predicts, at every
 token, whether the exchange so far is harmful. Training interpolates each token's
 prediction toward the running maximum of the predictions before it, so the classifier is
 rewarded for raising its score once and keeping it, which is what streaming needs: at
@@ -37,24 +38,36 @@ class ExchangeClassifier(nn.Module):
         layers: how many policy blocks it keeps (recorded for saving).
     """
 
-    def __init__(self, backbone: Any, hidden_size: int, layers: int) -> None:
+    def __init__(self, backbone: Any, hidden_size: int, layers: int, source: str = "policy") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = nn.Linear(hidden_size, 1)
         self.layers = layers
+        self.source = source
 
     @classmethod
     def from_policy(
-        cls, policy_model: Any, layers: int, *, rank: int = 8, seed: int = 0
+        cls,
+        policy_model: Any,
+        layers: int,
+        *,
+        rank: int = 8,
+        seed: int = 0,
+        backbone: tuple[str, Any] | None = None,
     ) -> ExchangeClassifier:
-        """A fresh classifier on the policy's first ``layers`` blocks (0: all) with a new LoRA adapter."""
+        """A fresh classifier on the first ``layers`` blocks (0: all) with a new LoRA adapter.
+
+        The blocks are the policy's, or those of ``backbone`` (its spec and model, from
+        :func:`load_backbone`), which must share the policy's tokenizer.
+        """
         from peft import LoraConfig, get_peft_model
 
         torch.manual_seed(seed)
-        layers = layers or int(policy_model.config.num_hidden_layers)
-        base = _truncated(policy_model, layers)
+        source, model_of = backbone if backbone is not None else ("policy", policy_model)
+        layers = layers or int(model_of.config.num_hidden_layers)
+        base = _truncated(model_of, layers)
         config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=LORA_TARGETS)
-        model = cls(get_peft_model(base, config), int(policy_model.config.hidden_size), layers)
+        model = cls(get_peft_model(base, config), int(model_of.config.hidden_size), layers, source)
         nn.init.zeros_(model.head.weight)
         return model
 
@@ -78,17 +91,20 @@ class ExchangeClassifier(nn.Module):
         save_file(
             {k: v.contiguous() for k, v in self.head.state_dict().items()}, str(folder / "head.safetensors")
         )
-        (folder / "classifier.json").write_text(json.dumps({"layers": self.layers}))
+        meta = {"layers": self.layers, "backbone": self.source}
+        (folder / "classifier.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, folder: Path, policy_model: Any) -> ExchangeClassifier:
-        """Rebuild a saved classifier on the policy's weights."""
+        """Rebuild a saved classifier on the weights it was trained on (the policy's, or its backbone's)."""
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        layers = int(json.loads((folder / "classifier.json").read_text())["layers"])
-        backbone = PeftModel.from_pretrained(_truncated(policy_model, layers), str(folder / "adapter"))
-        model = cls(backbone, int(policy_model.config.hidden_size), layers)
+        meta = json.loads((folder / "classifier.json").read_text())
+        layers, source = int(meta["layers"]), str(meta.get("backbone", "policy"))
+        model_of = policy_model if source == "policy" else load_backbone(source)
+        backbone = PeftModel.from_pretrained(_truncated(model_of, layers), str(folder / "adapter"))
+        model = cls(backbone, int(model_of.config.hidden_size), layers, source)
         model.head.load_state_dict(load_file(str(folder / "head.safetensors")))
         return model.eval()
 
@@ -140,6 +156,30 @@ class ClassifierStream:
         if tokens < self.seen:
             self.cache.crop(tokens)
             self.seen = tokens
+
+
+def load_backbone(spec: str, policy: Any = None) -> Any:
+    """The model ``spec`` names (any local model spec, e.g. ``hf:ORG/NAME`` or a folder) as a backbone.
+
+    With ``policy`` given, its tokenizer must be the policy's: the classifier reads the
+    policy's token ids, in training and while streaming.
+
+    Raises:
+        ConfigError: the spec is not a local model, or its vocabulary differs from the policy's.
+    """
+    from alignlab.errors import ConfigError
+    from alignlab.guard.policy import load_policy
+
+    other = load_policy(spec)
+    if policy is not None:
+        mine, theirs = policy.tokenizer.get_vocab(), other.tokenizer.get_vocab()
+        if mine != theirs:
+            raise ConfigError(
+                f"classifier_backbone {spec!r} has another tokenizer than the policy ({len(theirs)} vs "
+                f"{len(mine)} tokens, {len(set(mine.items()) ^ set(theirs.items()))} differ); the "
+                "classifier reads the policy's token ids, so its backbone must share the tokenizer"
+            )
+    return other.model
 
 
 def _truncated(policy_model: Any, layers: int) -> Any:

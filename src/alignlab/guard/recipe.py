@@ -67,6 +67,9 @@ class Recipe:
     classifier_layers: int = option(
         4, "policy blocks kept as the exchange classifier's backbone (0: the whole policy, with LoRA)"
     )
+    classifier_backbone: str = option(
+        "policy", "the exchange classifier's backbone: policy, or a model spec sharing its tokenizer"
+    )
     classifier_lora_rank: int = option(8, "LoRA rank of the exchange classifier's adapter")
     classifier_epochs: int = option(
         1, "most exchange classifier training epochs (early stopping may end sooner)"

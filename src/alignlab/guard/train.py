@@ -46,6 +46,7 @@ def fit_classifier(
     *,
     name: str,
     keys: Sequence[str] | None = None,
+    backbone: tuple[str, Any] | None = None,
 ) -> tuple[ExchangeClassifier, dict[str, Any]]:
     """Train one classifier (LoRA + head) through accelerate, with early stopping on a validation split.
 
@@ -63,7 +64,11 @@ def fit_classifier(
 
     epochs = recipe.classifier_epochs if name == "exchange" else recipe.baseline_epochs
     model = ExchangeClassifier.from_policy(
-        policy_model, recipe.classifier_layers, rank=recipe.classifier_lora_rank, seed=recipe.seed
+        policy_model,
+        recipe.classifier_layers,
+        rank=recipe.classifier_lora_rank,
+        seed=recipe.seed,
+        backbone=backbone,
     )
     names = list(keys) if keys is not None else [str(i) for i in range(len(rows))]
     held = [unit_hash(f"validation:{k}") < recipe.validation_fraction for k in names]
@@ -180,6 +185,11 @@ def train_guard(
         "counts": {r: role.count(r) for r in ("fit", "calib", "test")},
     }
     classifiers: dict[str, ExchangeClassifier] = {}
+    backbone = None
+    if recipe.classifier_backbone != "policy":
+        from alignlab.guard.classifier import load_backbone
+
+        backbone = (recipe.classifier_backbone, load_backbone(recipe.classifier_backbone, policy))
     for view in VIEWS:
         folder = out / f"{view}_classifier"
         if (folder / "classifier.json").is_file():
@@ -192,6 +202,7 @@ def train_guard(
             recipe,
             name=view,
             keys=[str(records[i]["request"]) for i in fit],  # one request's augmentations stay together
+            backbone=backbone,
         )
         model.save(folder)
         classifiers[view] = model
