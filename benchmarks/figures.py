@@ -305,11 +305,68 @@ def prefs_hhh_shared(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def guard_public(d: dict[str, Any]) -> list[str]:
+    def f1(m: dict[str, Any] | None) -> str:
+        return f"{100 * m['f1']:.1f}" if m else "-"
+
+    def r(v: dict[str, Any] | None) -> str:
+        if not v or v.get("rate") is None:
+            return "-"
+        lo, hi = v["interval"]
+        return f"{v['rate']:.1%} [{lo:.1%}, {hi:.1%}] (n={v['n']})"
+
+    out = [
+        "## Guard on public sets (`guard_public.json`)",
+        "",
+        f"`{d['command']}` — guard `{d['guard']}` (files sha256 `{d['guard_sha256_16']}`), every item"
+        + (f" (at most {d['max_per_set']} per set)" if d["max_per_set"] else "")
+        + f"; {d['errors']} items failed.",
+        "",
+        "| system | XSTest prompts F1 | XSTest unsafe recall | XSTest safe flagged | XSTest responses F1 "
+        "(strict) | arena-hard flagged | MT-bench flagged | real traffic flagged |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in d["systems"].items():
+        p, resp = row.get("xstest_prompt"), row.get("xstest_response")
+        strict = row.get("xstest_response_strict")
+        flags = row.get("benign_flag_rate", {})
+        recall = f"{p['recall']:.1%}" if p else "-"
+        safe = f"{p['harmless_flag_rate']:.1%}" if p else "-"
+        out.append(
+            f"| {name} | {f1(p)} | {recall} | {safe} | {f1(resp)} ({f1(strict)}) | {r(flags.get('arena_hard'))} "
+            f"| {r(flags.get('mt_bench'))} | {r(flags.get('real_traffic_heldout'))} |"
+        )
+    out += ["", "AUROC of the raw scores:", "", "| task | probe | exchange classifier | ensemble |",
+            "| --- | --- | --- | --- |"]  # fmt: skip
+    for task, a in d["auroc"].items():
+        cells = " | ".join(
+            "-" if a.get(k) is None else f"{a[k]:.3f}" for k in ("probe", "exchange_classifier", "ensemble")
+        )
+        out.append(f"| {task} | {cells} |")
+    ood = {n: row["out_of_distribution"] for n, row in d["systems"].items() if "out_of_distribution" in row}
+    if ood:
+        out += ["", "Recall on sources the guard trained on (its held-out test requests) against a source it never saw "
+                "(XSTest unsafe), prompt level:", "", "| system | trained-on sources | unseen source |", "| --- | --- | --- |"]  # fmt: skip
+        for name, o in ood.items():
+            out.append(f"| {name} | {r(o['in_distribution_recall'])} | {r(o['unseen_source_recall'])} |")
+    out += ["", "Published XSTest response-classification F1, beside ours (different items: see below):", "",
+            "| guard | F1 | source |", "| --- | --- | --- |"]  # fmt: skip
+    prod = d["systems"].get("production", {}).get("xstest_response")
+    out.append(f"| alignlab default guard (production cascade) | {f1(prod)} | this JSON |")
+    for row in d["published"]:
+        note = f" ({row['note']})" if row.get("note") else ""
+        out.append(f"| {row['guard']} | {row['f1']:.1f} | {row['source']}{note} |")
+    out += ["", f"Rules: {d['rules']['xstest_response']} (strict: {d['rules']['xstest_response_strict']}).",
+            d["published_notes"], ""]  # fmt: skip
+    return out
+
+
 SECTIONS: list[tuple[str, Any]] = [  # docs/benchmarks.md order; each block is followed by its notes
     ("models", models),
     ("serve", serve),
     ("guard_load", guard_load),
     ("guard_table", guard_table),
+    ("guard_public", guard_public),
     ("guard_redteam", guard_redteam),
     ("code_sandbox", code),
     ("code_reproduce", code_reproduce),
@@ -397,6 +454,38 @@ def headline() -> list[str]:
     return [START, "| what | measured | JSON |", "| --- | --- | --- |", *rows, END]
 
 
+FIELDS_START, FIELDS_END = "<!-- recipe fields: benchmarks/figures.py -->", "<!-- end of recipe fields -->"
+GUARD_DOC = Path(__file__).resolve().parents[1] / "docs" / "guard.md"
+
+
+def recipe_fields() -> list[str]:
+    """docs/guard.md's recipe table, from the Recipe dataclass itself (the class default, and the shipped default's)."""
+    import dataclasses
+
+    from alignlab.core.config import field_help
+    from alignlab.guard.recipe import Recipe, load_recipe
+
+    shipped = load_recipe("default")
+
+    def show(v: Any) -> str:
+        return f"{len(v)} families" if isinstance(v, tuple) else str(v)
+
+    rows = [FIELDS_START, "| field | class default | `default` recipe | what |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(Recipe):
+        base, ours = getattr(Recipe(), f.name), getattr(shipped, f.name)
+        rows.append(
+            f"| `{f.name}` | `{show(base)}` | {'' if ours == base else f'`{show(ours)}`'} | {field_help(f)} |"
+        )
+    return [*rows, FIELDS_END]
+
+
+def between(text: str, start: str, end: str, lines: list[str]) -> str:
+    if start not in text or end not in text:
+        return text
+    head, rest = text.split(start, 1)
+    return head + "\n".join(lines) + rest.split(end, 1)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -404,20 +493,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     doc = document()
-    readme = README.read_text()
-    if START in readme and END in readme:
-        head, rest = readme.split(START, 1)
-        readme = head + "\n".join(headline()) + rest.split(END, 1)[1]
+    readme = between(README.read_text(), START, END, headline())
+    guard_doc = between(GUARD_DOC.read_text(), FIELDS_START, FIELDS_END, recipe_fields())
     if args.check:
         stale = [
-            p.name for p, new in ((DOC, doc), (README, readme)) if not p.is_file() or p.read_text() != new
+            p.name
+            for p, new in ((DOC, doc), (README, readme), (GUARD_DOC, guard_doc))
+            if not p.is_file() or p.read_text() != new
         ]
         if stale:
             raise SystemExit(f"out of date: {', '.join(stale)}; run python benchmarks/figures.py")
         return
     DOC.write_text(doc)
     README.write_text(readme)
-    print(f"wrote {DOC.name} and the README's headline table")
+    GUARD_DOC.write_text(guard_doc)
+    print(f"wrote {DOC.name}, the README's headline table and the recipe fields in {GUARD_DOC.name}")
 
 
 if __name__ == "__main__":
