@@ -192,3 +192,19 @@ def test_a_backbone_with_another_tokenizer_is_refused(
     spec = str(_other_model(tiny_model_dir, tmp_path / "other", same_tokenizer=False))
     with pytest.raises(ConfigError, match="another tokenizer than the policy"):
         load_backbone(spec, tiny_backend)
+
+
+def test_bf16_training_follows_fp32_and_a_bad_precision_is_refused(tiny_backend: Any) -> None:
+    from alignlab.errors import ConfigError
+    from alignlab.guard.train import fit_classifier
+
+    rows = [[5, 6, 7, 8, 9 + (i % 2) * 40] * 2 for i in range(16)]
+    labels = [float(i % 2) for i in range(16)]
+    curves = {}
+    for precision in ("no", "bf16"):
+        recipe = Recipe(classifier_layers=1, classifier_epochs=2, validation_fraction=0.25,
+                        classifier_precision=precision)  # fmt: skip
+        _, curves[precision] = fit_classifier(tiny_backend.model, rows, labels, recipe, name="exchange")
+    np.testing.assert_allclose(curves["bf16"]["train"], curves["no"]["train"], atol=0.05)
+    with pytest.raises(ConfigError, match="classifier_precision"):
+        fit_classifier(tiny_backend.model, rows, labels, Recipe(classifier_precision="fp8"), name="exchange")

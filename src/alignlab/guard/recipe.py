@@ -80,6 +80,10 @@ class Recipe:
     )
     baseline_epochs: int = option(1, "training epochs of the input-only and output-only baseline classifiers")
     classifier_lr: float = option(5e-5, "exchange classifier learning rate")
+    classifier_precision: str = option(
+        "no",
+        "mixed precision of classifier training: no, or bf16 (autocast; weights and scoring stay fp32)",
+    )
     cummax_weight: float = option(0.5, "interpolation of per-token prediction toward its cumulative max")
     target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")
     target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")

@@ -80,7 +80,13 @@ def fit_classifier(
     for group in optimiser.param_groups:  # the fresh head learns faster than the adapter
         group["params"] = [p for p in group["params"] if id(p) not in head_params]
     optimiser.add_param_group({"params": list(model.head.parameters()), "lr": recipe.classifier_lr * 20})
+    if recipe.classifier_precision not in ("no", "bf16"):
+        from alignlab.errors import ConfigError
+
+        raise ConfigError(f"classifier_precision must be no or bf16, not {recipe.classifier_precision!r}")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # torch's autocast, not accelerate's mixed_precision: that one is fixed once per process.
+    autocast_on = recipe.classifier_precision == "bf16"
     model, optimiser = accelerator.prepare(model, optimiser)
     batch = 8
     curves: dict[str, Any] = {"train": [], "validation": [], "best_epoch": None, "stopped_early": False}
@@ -95,7 +101,9 @@ def fit_classifier(
                 chunk = train_idx[start : start + batch]
                 ids, mask = pad([rows[i] for i in chunk])
                 y = torch.tensor([labels[i] for i in chunk], dtype=torch.float32)
-                loss = streaming_loss(model(ids, mask), mask.float(), y, recipe.cummax_weight)
+                with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=autocast_on):
+                    logits = model(ids, mask)
+                loss = streaming_loss(logits.float(), mask.float(), y, recipe.cummax_weight)
                 optimiser.zero_grad()
                 accelerator.backward(loss)
                 optimiser.step()
