@@ -122,6 +122,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         self.window  # noqa: B018 (validates the window fields: ConfigError on a bad one)
+        if self.classifier_precision not in ("no", "bf16"):
+            raise ConfigError(f"classifier_precision must be no or bf16, not {self.classifier_precision!r}")
 
     @property
     def window(self) -> Window:

@@ -80,10 +80,6 @@ def fit_classifier(
     for group in optimiser.param_groups:  # the fresh head learns faster than the adapter
         group["params"] = [p for p in group["params"] if id(p) not in head_params]
     optimiser.add_param_group({"params": list(model.head.parameters()), "lr": recipe.classifier_lr * 20})
-    if recipe.classifier_precision not in ("no", "bf16"):
-        from alignlab.errors import ConfigError
-
-        raise ConfigError(f"classifier_precision must be no or bf16, not {recipe.classifier_precision!r}")
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     # torch's autocast, not accelerate's mixed_precision: that one is fixed once per process.
     autocast_on = recipe.classifier_precision == "bf16"
