@@ -420,6 +420,20 @@ def headline() -> list[str]:
             f"| guard: flags on real chat requests | {pct(p['benign_traffic_flag_rate'])} | `guard_table.json` |"
         )
         rows.append(f"| guard: over-refusal | {pct(p['over_refusal'])} | `guard_table.json` |")
+    if (gp := load("guard_public")) is not None:
+        prod = gp["systems"]["production"]
+        best = max(gp["published"], key=lambda row: row["f1"])
+        rows.append(
+            f"| guard: XSTest response classification F1, all {prod['xstest_response']['n']:,} completions "
+            f"(published, other items: {best['guard']} {best['f1']:.1f}) | {100 * prod['xstest_response']['f1']:.1f} "
+            "| `guard_public.json` |"
+        )
+        if (traffic := prod["benign_flag_rate"].get("real_traffic_heldout")) is not None:
+            lo, hi = traffic["interval"]
+            rows.append(
+                f"| guard: held-out real chat traffic flagged, prompt level | {traffic['rate']:.1%} "
+                f"[{lo:.1%}, {hi:.1%}] (n={traffic['n']:,}) | `guard_public.json` |"
+            )
     if (gl := load("guard_load")) is not None:
         stats = gl["guarded"].get("guard_stats", {})
         worst = (

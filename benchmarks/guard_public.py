@@ -121,7 +121,7 @@ def main() -> None:
     write(
         "guard_public",
         {
-            "guard": args.guard,
+            "guard": args.guard if args.guard == "default" else Path(args.guard).name,
             "guard_sha256_16": stamp,
             "max_per_set": args.max_per_set,
             "thresholds": guard.thresholds,
