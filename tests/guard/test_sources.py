@@ -6,6 +6,7 @@ import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from guard_data import data_folder
@@ -102,3 +103,16 @@ def test_a_new_data_folder_reuses_every_answer_already_made(tmp_path: Path) -> N
         answers=tmp_path / "answers-5.jsonl",
     )  # fmt: skip
     assert other_length.prompts == made
+
+
+def test_continuous_answers_equal_one_at_a_time_answers(tiny_backend: Any) -> None:
+    from alignlab.guard.answers import answer
+
+    texts = ("hello world", "what is the capital", "def add(a, b):", "paris is the capital of france", "tiny")
+    chats = [[{"role": "user", "content": text}] for text in texts]
+    params = SamplingParams(max_new_tokens=6)
+    alone = {i: tiny_backend.generate([c], params)[0].text for i, c in enumerate(chats)}
+    together = dict(answer(tiny_backend, list(enumerate(chats)), params, width=2))
+    assert together == alone  # every answer, each once, whatever the batch it decoded in
+    scripted = dict(answer(ScriptedBackend("one two three"), list(enumerate(chats)), params, width=2))
+    assert set(scripted) == set(alone)  # a backend without continuous batching answers in batches

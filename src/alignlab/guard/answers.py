@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import deque
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from alignlab.core.results import ResultsFile
-from alignlab.models.base import ChatMessage
+from alignlab.models.base import Backend, ChatMessage, ContinuousBackend, Request, SamplingParams, TokenEvent
 
 
 def answers_path(root: Path, policy: str, tokens: int) -> Path:
@@ -49,3 +51,39 @@ class AnswerCache:
 
     def __len__(self) -> int:
         return len(self._known)
+
+
+def answer(
+    policy: Backend, prompts: Sequence[tuple[Any, list[ChatMessage]]], params: SamplingParams, width: int
+) -> Iterator[tuple[Any, str]]:
+    """``(key, answer)`` for every ``(key, conversation)``, each yielded the moment it is finished.
+
+    A backend that batches continuously keeps ``width`` answers decoding at once, a new one
+    joining as soon as one ends (no step is spent on a batch that has shrunk); any other
+    backend answers batches of ``width``.
+    """
+    if not isinstance(policy, ContinuousBackend):
+        for start in range(0, len(prompts), width):
+            chunk = prompts[start : start + width]
+            gens = policy.generate([m for _, m in chunk], params)
+            for (key, _), gen in zip(chunk, gens, strict=True):
+                yield key, gen.text
+        return
+    waiting = deque(prompts)
+    running: dict[Any, str] = {}
+
+    def admit() -> list[Request]:
+        started = []
+        while waiting and len(running) < max(1, width):
+            key, messages = waiting.popleft()
+            running[key] = ""
+            started.append(Request(key, messages, params))
+        return started
+
+    for key, event in policy.stream_continuous(admit):
+        if isinstance(event, BaseException):
+            raise event
+        assert isinstance(event, TokenEvent)
+        running[key] += event.text
+        if event.finish_reason is not None:
+            yield key, running.pop(key)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.core.splits import SplitName, hash_split, unit_hash
-from alignlab.guard.answers import AnswerCache
+from alignlab.guard.answers import AnswerCache, answer
 from alignlab.guard.augment import augment
 from alignlab.guard.constitution import Constitution
 from alignlab.guard.recipe import Recipe
@@ -163,21 +163,20 @@ def build(
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
         fresh = []
+        prompts = {e["id"]: fit(e["messages"]) for e in todo}
         for e in todo:  # answers another data folder or run already made are reused, not regenerated
-            known = cache.get(fit(e["messages"])) if cache is not None else None
+            known = cache.get(prompts[e["id"]]) if cache is not None else None
             if known is None:
                 fresh.append(e)
             else:
                 results.append({**e, "response": known})
                 bar.update(task, advance=1)
-        for start in range(0, len(fresh), batch_size):
-            chunk = fresh[start : start + batch_size]
-            prompts = [fit(e["messages"]) for e in chunk]
-            for example, prompt, gen in zip(chunk, prompts, policy.generate(prompts, params), strict=True):
-                if cache is not None:
-                    cache.put(prompt, gen.text)
-                results.append({**example, "response": gen.text})
-            bar.update(task, advance=len(chunk))
+        by_id = {e["id"]: e for e in fresh}
+        for ident, text in answer(policy, [(e["id"], prompts[e["id"]]) for e in fresh], params, batch_size):
+            if cache is not None:
+                cache.put(prompts[ident], text)
+            results.append({**by_id[ident], "response": text})
+            bar.update(task, advance=1)
     wanted = {e["id"] for e in todo_all}
     card = {"decontamination": decontamination, "real_traffic": traffic_report, "hh_redteam": redteam}
     write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, card)
