@@ -336,6 +336,12 @@ def guard_public(d: dict[str, Any]) -> list[str]:
             f"| {name} | {f1(p)} | {recall} | {safe} | {f1(resp)} ({f1(strict)}) | {r(flags.get('arena_hard'))} "
             f"| {r(flags.get('mt_bench'))} | {r(flags.get('real_traffic_heldout'))} |"
         )
+    if d.get("escalation"):
+        cells = ", ".join(f"{name} {r(v)}" for name, v in d["escalation"].items())
+        out += [
+            "",
+            f"Escalated by stage 1 at prompt level (target {d['thresholds'].get('target_escalation', '-')}): {cells}.",
+        ]
     out += ["", "AUROC of the raw scores:", "", "| task | probe | exchange classifier | ensemble |",
             "| --- | --- | --- | --- |"]  # fmt: skip
     for task, a in d["auroc"].items():

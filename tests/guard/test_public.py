@@ -67,3 +67,4 @@ def test_summary_reports_each_system_on_each_task() -> None:
     ood = prod["out_of_distribution"]
     assert ood["in_distribution_recall"]["rate"] == 0.0 and ood["unseen_source_recall"]["rate"] == 1.0
     assert s["auroc"]["xstest_prompt"]["probe"] == pytest.approx(0.75)
+    assert s["escalation"]["arena_hard"]["rate"] == 1.0

@@ -56,6 +56,8 @@ def calibrate(
         "probe_weight": recipe.probe_weight,
         "classifier_threshold": rate_threshold(clf, recipe.target_flag_rate),
         "calibration_size": float(len(probe)),
+        "target_escalation": recipe.target_escalation,
+        "target_flag_rate": recipe.target_flag_rate,
     }
     for name, scores in others.items():
         out[f"{name}_threshold"] = rate_threshold(scores, recipe.target_flag_rate)

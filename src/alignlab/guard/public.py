@@ -238,5 +238,10 @@ def summarise(records: Sequence[dict[str, Any]], thresholds: dict[str, float]) -
                 "unseen_source_recall": rate([rule(r) for r in unsafe]),
             }
         out["systems"][name] = row
+    out["escalation"] = {  # stage 1's share of benign traffic sent on to the classifier
+        s: rate([r["probe_z"] >= thresholds["probe_threshold"] for r in by_set[s]])
+        for s in ("arena_hard", "mt_bench", "real_traffic_heldout")
+        if s in by_set
+    }
     out["counts"] = {s: len(g) for s, g in sorted(by_set.items())}
     return out
