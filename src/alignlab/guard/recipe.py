@@ -85,6 +85,9 @@ class Recipe:
         "mixed precision of classifier training: no, or bf16 (autocast; weights and scoring stay fp32)",
     )
     cummax_weight: float = option(0.5, "interpolation of per-token prediction toward its cumulative max")
+    calibration_fraction: float = option(
+        0.15, "share of training requests (by hash) kept out of fitting to set the thresholds"
+    )
     target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")
     target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")
     probe_weight: float = option(0.55, "weight of the probe in the stage-2 ensemble (classifier: 1 - this)")

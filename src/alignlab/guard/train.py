@@ -27,14 +27,18 @@ from alignlab.models.padding import pad
 VIEWS: tuple[View, ...] = ("exchange", "input", "output")
 
 
-def roles(records: Sequence[dict[str, Any]]) -> list[str]:
-    """``fit`` (trains), ``calib`` (sets thresholds: training sources, never fitted) or ``test``."""
+def roles(records: Sequence[dict[str, Any]], calibration: float = 0.15) -> list[str]:
+    """``fit`` (trains), ``calib`` (sets thresholds: training sources, never fitted) or ``test``.
+
+    ``calibration`` is the share of training requests (by hash, so one request's augmentations
+    stay together) kept for calibration.
+    """
     out = []
     for r in records:
         if r["split"] == "test":
             out.append("test")
         else:
-            out.append("calib" if unit_hash(f"calib:{r['request']}") < 0.15 else "fit")
+            out.append("calib" if unit_hash(f"calib:{r['request']}") < calibration else "fit")
     return out
 
 
@@ -178,7 +182,7 @@ def train_guard(
     fingerprint = guard_fingerprint(recipe, records)
     claim(out, fingerprint)  # parts trained for another recipe or other data are removed, not reused
     work = work / fingerprint[:16]
-    role = roles(records)
+    role = roles(records, recipe.calibration_fraction)
     fit = [i for i, r in enumerate(role) if r == "fit"]
     labels = [float(records[i]["label"]) for i in fit]
     tokens = view_tokens(policy, records, recipe)
