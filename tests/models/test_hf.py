@@ -157,3 +157,34 @@ def test_scores_and_hidden_states_do_not_depend_on_batching(tiny_backend: Any) -
         (alone,) = tiny_backend.hidden_states([prompt])
         assert state.shape == alone.shape
         np.testing.assert_allclose(state, alone, atol=1e-4)
+
+
+def test_a_running_batch_drops_padding_no_row_attends_to(tiny_backend: Any, monkeypatch: Any) -> None:
+    import alignlab.models.decode as decode
+
+    widths: list[int] = []
+    forward = decode._forward
+
+    def recording(model: Any, ids: Any, mask: Any, *rest: Any) -> Any:
+        widths.append(int(mask.shape[1]))
+        return forward(model, ids, mask, *rest)
+
+    monkeypatch.setattr(decode, "_forward", recording)
+    long_prompt, short = "the quick brown fox " * 8, SamplingParams(max_new_tokens=30)
+    polls = 0
+
+    def admit() -> list[Request]:
+        nonlocal polls
+        polls += 1
+        if polls == 1:  # a long prompt that stops at once, beside a short one that goes on
+            return [Request("long", long_prompt, SamplingParams(max_new_tokens=1)), Request("a", "hi", short)]
+        if polls == 5:  # a newcomer joins after the long row has gone
+            return [Request("b", "hello", short)]
+        return []
+
+    events = [(k, e) for k, e in tiny_backend.stream_continuous(admit) if not isinstance(e, BaseException)]
+    long_width = len(tiny_backend.encode(long_prompt))
+    assert max(widths) >= long_width  # the long row was there
+    assert widths[-1] < long_width, "the finished long row's padding is still attended to"
+    alone = [e.token_id for e in tiny_backend.stream("hello", short)]
+    assert [e.token_id for k, e in events if k == "b"] == alone  # and nothing changed for the rows left
