@@ -212,6 +212,22 @@ class _Running:
     def can_merge(self) -> bool:
         return all(type(layer).__name__ == "DynamicLayer" for layer in self.cache.layers)
 
+    def _compact(self) -> None:
+        """Drop the leading cache columns no remaining row attends to.
+
+        Rows that joined a running batch were left-padded to its width, so without this the
+        width only grows while requests keep coming, and every step attends over padding left by
+        rows long finished. Positions are explicit, so cropping changes no score.
+        """
+        if not self.keys or not self.can_merge():
+            return
+        lead = int(torch.argmax(self.mask.any(dim=0).to(torch.int8)))
+        if lead > 0:
+            self.mask = self.mask[:, lead:]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, lead:, :]
+                layer.values = layer.values[:, :, lead:, :]
+
     def merge(self, other: _Running) -> _Running:
         """Both batches as one: the shorter cache and mask are left-padded (masked) to the longer."""
         from transformers import DynamicCache
@@ -269,6 +285,7 @@ class _Running:
             self.produced = [self.produced[i] for i in keep]
             if next_logits is not None:
                 next_logits = next_logits[index]
+            self._compact()
         if not keep:
             return
         if next_logits is None:  # only rows that go on pay for the next pass
