@@ -49,7 +49,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -190,10 +190,14 @@ class _Worker:
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin
+        # Jobs are written without blocking, so a worker that is busy writing a large result
+        # and a harness writing it the next job cannot wait on each other.
+        os.set_blocking(self._in.fileno(), False)
         self._out = self.process.stdout.fileno()
         self._buffer = b""
+        self._unsent = b""
         self._scratch: str | None = None
-        hello = self._receive(_START_SECONDS)
+        hello = self.receive(_START_SECONDS)
         if hello is None or "isolation" not in hello:
             self.close()
             raise SandboxError(f"a sandbox worker failed to start: {self._error_text()}")
@@ -207,19 +211,38 @@ class _Worker:
 
     def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Send a job and wait for its result; None if the worker died or went silent."""
-        try:
-            self._in.write((json.dumps(job) + "\n").encode())
-            self._in.flush()
-        except (BrokenPipeError, OSError):
+        if not self.send(job):
             return None
-        return self._receive(timeout)
+        return self.receive(timeout)
 
-    def _receive(self, timeout: float) -> dict[str, Any] | None:
+    def send(self, job: dict[str, Any]) -> bool:
+        """Queue a job for the worker (it runs jobs in the order sent); False if it is gone."""
+        self._unsent += (json.dumps(job) + "\n").encode()
+        return self._flush()
+
+    def _flush(self) -> bool:
+        try:
+            while self._unsent:
+                self._unsent = self._unsent[os.write(self._in.fileno(), self._unsent) :]
+        except BlockingIOError:
+            pass  # the rest goes out while waiting for a result
+        except OSError:
+            return False
+        return True
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message: the result of the oldest job sent; None if the worker died or went silent."""
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+            writable = [self._in.fileno()] if self._unsent else []
+            if left <= 0:
                 return None
+            readable, writable, _ = select.select([self._out], writable, [], left)
+            if writable and not self._flush():
+                return None
+            if not readable:
+                continue
             chunk = os.read(self._out, 1 << 16)
             if not chunk:
                 return None
@@ -242,6 +265,28 @@ class _Worker:
         self._stderr.close()
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+_Job = tuple[Program, "Future[Outcome]"]
+_QUEUED = 1
+"""Jobs queued at a worker behind the one it runs."""
+
+
+def _job(program: Program) -> dict[str, Any]:
+    return {"source": program.source, "entry_point": program.entry_point}
+
+
+def _outcome(reply: dict[str, Any] | None) -> Outcome:
+    if reply is None:
+        return Outcome(Verdict.DIED, "the program took its worker down; the worker was restarted", 0.0, 0.0)
+    return Outcome(
+        verdict=Verdict(reply["verdict"]),
+        detail=reply["detail"],
+        cpu_seconds=reply["cpu_seconds"],
+        wall_seconds=reply["wall_seconds"],
+        stdout=reply["stdout"],
+        stderr=reply["stderr"],
+    )
 
 
 def _preload() -> list[str]:
@@ -329,41 +374,86 @@ class Sandbox:
     def map(self, programs: Iterable[Program]) -> Iterator[Outcome]:
         """Run programs across the workers, yielding outcomes in the order given.
 
-        At most a few programs per worker are in flight, so a long iterable is consumed
-        lazily and an abandoned iteration stops promptly.
+        Each worker has the next program queued while it runs one, so it never waits for
+        the harness. At most a few programs per worker are in flight, so a long iterable is
+        consumed lazily and an abandoned iteration stops promptly.
         """
         self.start()
         window: deque[Future[Outcome]] = deque()
-        pool = ThreadPoolExecutor(self.size, thread_name_prefix="alignlab-sandbox")
+        jobs: queue.Queue[_Job | None] = queue.Queue()
+        stop = threading.Event()
+        feeders = [
+            threading.Thread(target=self._feed, args=(jobs, stop), name="alignlab-sandbox", daemon=True)
+            for _ in range(self.size)
+        ]
+        for feeder in feeders:
+            feeder.start()
         try:
             for program in programs:
-                window.append(pool.submit(self._run_one, program))
-                if len(window) >= 2 * self.size:
+                window.append(Future())
+                jobs.put((program, window[-1]))
+                if len(window) >= (_QUEUED + 2) * self.size:
                     yield window.popleft().result()
             while window:
                 yield window.popleft().result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()
+            for _ in feeders:
+                jobs.put(None)
+            for feeder in feeders:
+                feeder.join()
+
+    def _feed(self, jobs: queue.Queue[_Job | None], stop: threading.Event) -> None:
+        """One of :meth:`map`'s threads: keeps one worker busy with jobs from ``jobs``."""
+        worker: _Worker | None = None
+        sent: deque[_Job] = deque()  # in the order the worker runs them
+        try:
+            while True:
+                while len(sent) <= _QUEUED and not stop.is_set():
+                    if not sent and worker is not None:  # idle: let other callers have it
+                        self._idle.put(worker)
+                        worker = None
+                    try:
+                        job = jobs.get(block=not sent)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop.set()
+                        break
+                    if worker is None:
+                        worker = self._idle.get()
+                    worker.send(_job(job[0]))
+                    sent.append(job)
+                if not sent:
+                    return
+                assert worker is not None
+                reply = worker.receive(self.config.wall_limit() + _SLACK_SECONDS)
+                sent[0][1].set_result(_outcome(reply))
+                sent.popleft()
+                if reply is None or reply.get("retire"):  # died, or could not clean up after it
+                    worker = self._replace(worker)
+                    for program, _ in sent:  # the worker never started these
+                        worker.send(_job(program))
+        except BaseException as exc:
+            stop.set()
+            while sent:
+                sent.popleft()[1].set_exception(exc)
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    if (job := jobs.get_nowait()) is not None:
+                        job[1].set_exception(exc)
+            raise
+        finally:
+            if worker is not None:
+                self._idle.put(worker)
 
     def _run_one(self, program: Program) -> Outcome:
         worker = self._idle.get()
-        job = {"source": program.source, "entry_point": program.entry_point}
-        reply = worker.request(job, self.config.wall_limit() + _SLACK_SECONDS)
-        if reply is None:
+        reply = worker.request(_job(program), self.config.wall_limit() + _SLACK_SECONDS)
+        if reply is None or reply.get("retire"):  # died, or could not clean up after the program
             worker = self._replace(worker)
-            self._idle.put(worker)
-            return Outcome(
-                Verdict.DIED, "the program took its worker down; the worker was restarted", 0.0, 0.0
-            )
         self._idle.put(worker)
-        return Outcome(
-            verdict=Verdict(reply["verdict"]),
-            detail=reply["detail"],
-            cpu_seconds=reply["cpu_seconds"],
-            wall_seconds=reply["wall_seconds"],
-            stdout=reply["stdout"],
-            stderr=reply["stderr"],
-        )
+        return _outcome(reply)
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.process.kill()
