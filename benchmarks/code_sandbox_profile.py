@@ -101,15 +101,15 @@ def main() -> None:
     args = parser.parse_args()
     pool._BOOTSTRAP = pool._BOOTSTRAP.replace("main()\n", _PATCH + "\nmain()\n")
     pool._Worker.replies = []  # type: ignore[attr-defined]
-    receive = pool._Worker.receive
+    read = pool._Worker.message
 
-    def keep(self: pool._Worker, timeout: float) -> dict[str, Any] | None:
-        message = receive(self, timeout)
+    def keep(self: pool._Worker) -> dict[str, Any] | None:
+        message = read(self)
         if message is not None and "profile" in message:
             pool._Worker.replies.append(message["profile"])  # type: ignore[attr-defined]
         return message
 
-    pool._Worker.receive = keep  # type: ignore[method-assign]
+    pool._Worker.message = keep  # type: ignore[method-assign]
     problems = list(load_problems().values())
     programs = [p.program(p.canonical_solution) for _ in range(args.repeat) for p in problems]
     with warnings.catch_warnings():

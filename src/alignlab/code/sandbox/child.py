@@ -159,7 +159,5 @@ def prepare_signals() -> None:
 def apply_limits(pairs: list[tuple[int, int]]) -> None:
     """Set the limits from :func:`resource_limits` on this process (a sample's child)."""
     for which, value in pairs:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            pass

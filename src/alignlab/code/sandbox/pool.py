@@ -49,7 +49,6 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -196,6 +195,8 @@ class _Worker:
         self._out = self.process.stdout.fileno()
         self._buffer = b""
         self._unsent = b""
+        self.gone = False
+        """The worker closed its end or stopped reading: no more results will come."""
         self._scratch: str | None = None
         hello = self.receive(_START_SECONDS)
         if hello is None or "isolation" not in hello:
@@ -218,37 +219,41 @@ class _Worker:
     def send(self, job: dict[str, Any]) -> bool:
         """Queue a job for the worker (it runs jobs in the order sent); False if it is gone."""
         self._unsent += (json.dumps(job) + "\n").encode()
-        return self._flush()
+        self._flush()
+        return not self.gone
 
-    def _flush(self) -> bool:
+    def _flush(self) -> None:
         try:
             while self._unsent:
                 self._unsent = self._unsent[os.write(self._in.fileno(), self._unsent) :]
         except BlockingIOError:
-            pass  # the rest goes out while waiting for a result
+            pass  # the rest goes out while waiting for results
         except OSError:
-            return False
-        return True
+            self.gone = True
 
-    def receive(self, timeout: float) -> dict[str, Any] | None:
-        """The next message: the result of the oldest job sent; None if the worker died or went silent."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            writable = [self._in.fileno()] if self._unsent else []
-            if left <= 0:
-                return None
-            readable, writable, _ = select.select([self._out], writable, [], left)
-            if writable and not self._flush():
-                return None
-            if not readable:
-                continue
-            chunk = os.read(self._out, 1 << 16)
-            if not chunk:
-                return None
+    def _read(self) -> None:
+        chunk = os.read(self._out, 1 << 16)
+        if chunk:
             self._buffer += chunk
+        else:
+            self.gone = True
+
+    def message(self) -> dict[str, Any] | None:
+        """The next message already read (the result of the oldest job sent), or None."""
+        if b"\n" not in self._buffer:
+            return None
         line, _, self._buffer = self._buffer.partition(b"\n")
         message: dict[str, Any] = json.loads(line)
+        return message
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message; None if the worker died or went silent for ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (message := self.message()) is None and not self.gone:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            _service([self], left)
         return message
 
     def close(self) -> None:
@@ -267,7 +272,6 @@ class _Worker:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-_Job = tuple[Program, "Future[Outcome]"]
 _QUEUED = 1
 """Jobs queued at a worker behind the one it runs."""
 
@@ -287,6 +291,26 @@ def _outcome(reply: dict[str, Any] | None) -> Outcome:
         stdout=reply["stdout"],
         stderr=reply["stderr"],
     )
+
+
+def _service(workers: list[_Worker], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for any of ``workers`` to write; read that, send what is unsent."""
+    readers = {worker._out: worker for worker in workers}
+    writers = {worker._in.fileno(): worker for worker in workers if worker._unsent}
+    readable, writable, _ = select.select(list(readers), list(writers), [], max(0.0, timeout))
+    for fd in writable:
+        writers[fd]._flush()
+    for fd in readable:
+        readers[fd]._read()
+
+
+class _Lane:
+    """A worker :meth:`Sandbox.map` holds, the jobs it has sent it (oldest first) and their deadline."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.sent: deque[tuple[int, Program]] = deque()
+        self.deadline = 0.0
 
 
 def _preload() -> list[str]:
@@ -375,77 +399,72 @@ class Sandbox:
         """Run programs across the workers, yielding outcomes in the order given.
 
         Each worker has the next program queued while it runs one, so it never waits for
-        the harness. At most a few programs per worker are in flight, so a long iterable is
-        consumed lazily and an abandoned iteration stops promptly.
+        the harness, and one thread serves them all. At most a few programs per worker are
+        in flight, so a long iterable is consumed lazily and an abandoned iteration stops
+        promptly (after the programs already sent).
         """
         self.start()
-        window: deque[Future[Outcome]] = deque()
-        jobs: queue.Queue[_Job | None] = queue.Queue()
-        stop = threading.Event()
-        feeders = [
-            threading.Thread(target=self._feed, args=(jobs, stop), name="alignlab-sandbox", daemon=True)
-            for _ in range(self.size)
-        ]
-        for feeder in feeders:
-            feeder.start()
-        try:
-            for program in programs:
-                window.append(Future())
-                jobs.put((program, window[-1]))
-                if len(window) >= (_QUEUED + 2) * self.size:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            stop.set()
-            for _ in feeders:
-                jobs.put(None)
-            for feeder in feeders:
-                feeder.join()
-
-    def _feed(self, jobs: queue.Queue[_Job | None], stop: threading.Event) -> None:
-        """One of :meth:`map`'s threads: keeps one worker busy with jobs from ``jobs``."""
-        worker: _Worker | None = None
-        sent: deque[_Job] = deque()  # in the order the worker runs them
+        lanes = [_Lane(self._idle.get())]
+        with contextlib.suppress(queue.Empty):  # the workers no other caller is using
+            while len(lanes) < self.size:
+                lanes.append(_Lane(self._idle.get_nowait()))
+        limit = self.config.wall_limit() + _SLACK_SECONDS
+        window = (_QUEUED + 2) * len(lanes)
+        stream, more = iter(programs), True
+        done: dict[int, Outcome] = {}
+        sent = given = 0
         try:
             while True:
-                while len(sent) <= _QUEUED and not stop.is_set():
-                    if not sent and worker is not None:  # idle: let other callers have it
-                        self._idle.put(worker)
-                        worker = None
-                    try:
-                        job = jobs.get(block=not sent)
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop.set()
-                        break
-                    if worker is None:
-                        worker = self._idle.get()
-                    worker.send(_job(job[0]))
-                    sent.append(job)
-                if not sent:
+                while given in done:
+                    yield done.pop(given)
+                    given += 1
+                for lane in lanes:
+                    while more and len(lane.sent) <= _QUEUED and sent - given < window:
+                        program = next(stream, None)
+                        if program is None:
+                            more = False
+                            break
+                        if not lane.sent:
+                            lane.deadline = time.monotonic() + limit
+                        lane.worker.send(_job(program))
+                        lane.sent.append((sent, program))
+                        sent += 1
+                busy = [lane for lane in lanes if lane.sent]
+                if not busy:
                     return
-                assert worker is not None
-                reply = worker.receive(self.config.wall_limit() + _SLACK_SECONDS)
-                sent[0][1].set_result(_outcome(reply))
-                sent.popleft()
-                if reply is None or reply.get("retire"):  # died, or could not clean up after it
-                    worker = self._replace(worker)
-                    for program, _ in sent:  # the worker never started these
-                        worker.send(_job(program))
-        except BaseException as exc:
-            stop.set()
-            while sent:
-                sent.popleft()[1].set_exception(exc)
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    if (job := jobs.get_nowait()) is not None:
-                        job[1].set_exception(exc)
-            raise
+                _service(
+                    [lane.worker for lane in busy], min(lane.deadline for lane in busy) - time.monotonic()
+                )
+                for lane in busy:
+                    self._collect(lane, done, limit)
         finally:
-            if worker is not None:
-                self._idle.put(worker)
+            for lane in lanes:  # results still due would reach this worker's next user
+                while lane.sent:
+                    self._collect(lane, {}, limit, drain=True)
+                self._idle.put(lane.worker)
+
+    def _collect(self, lane: _Lane, done: dict[int, Outcome], limit: float, drain: bool = False) -> None:
+        """Move the results ``lane``'s worker has sent into ``done``; replace it if it died or went silent.
+
+        With ``drain``, wait for the oldest result, and forget the other jobs if the worker dies.
+        """
+        while lane.sent:
+            if drain:
+                reply = lane.worker.receive(lane.deadline - time.monotonic())
+            elif (reply := lane.worker.message()) is None and not (
+                lane.worker.gone or time.monotonic() > lane.deadline
+            ):
+                return
+            done[lane.sent.popleft()[0]] = _outcome(reply)
+            lane.deadline = time.monotonic() + limit
+            if reply is None or reply.get("retire"):  # died, or could not clean up after it
+                lane.worker = self._replace(lane.worker)
+                if drain:
+                    lane.sent.clear()
+                for _, program in lane.sent:  # the old worker never started these
+                    lane.worker.send(_job(program))
+            if drain:
+                return
 
     def _run_one(self, program: Program) -> Outcome:
         worker = self._idle.get()
