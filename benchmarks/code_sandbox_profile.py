@@ -24,7 +24,7 @@ import warnings
 from typing import Any
 
 from alignlab.code.problems import load_problems
-from alignlab.code.sandbox import IsolationWarning, Sandbox, SandboxConfig, pool
+from alignlab.code.sandbox import IsolationWarning, Program, Sandbox, SandboxConfig, pool
 
 # Run in each worker before its fork server starts: wraps the stages, times them in the server
 # and in the child (which sends its marks on a pipe of its own), and adds them to the result.
@@ -51,9 +51,16 @@ for owner, name in ((forkserver, "_loads"), (forkserver.ForkServer, "_wait"),
                     (forkserver.ForkServer, "_take_output"), (forkserver.ForkServer, "_verdict"),
                     (forkserver, "_empty")):
     _timed(owner, name, lambda: _server)
-for owner, name in ((child, "apply_limits"), (seccomp.SeccompFilter, "install"),
-                    (child, "execute")):
+_STAGES = ((child, "apply_limits"), (seccomp.SeccompFilter, "install"), (child, "execute"))
+for owner, name in _STAGES if CHILD_STAGES else ():
     _timed(owner, name, lambda: _child)
+_wait = forkserver.ForkServer._wait
+def _waited(self, pid):
+    status, usage, killed = _wait(self, pid)
+    _usage.append((usage.ru_utime + usage.ru_stime, usage.ru_minflt))
+    return status, usage, killed
+forkserver.ForkServer._wait = _waited
+_usage = []
 _fork = os.fork
 def _forked():
     _mark(_server, "before fork")
@@ -83,7 +90,8 @@ def _profiled_run(self, line):
     _mark(_server, "start")
     result = _run(self, line)
     _mark(_server, "end")
-    result["profile"] = {"server": list(_server), "child": json.loads(os.read(_read, 1 << 16))}
+    marks = json.loads(os.read(_read, 1 << 16))
+    result["profile"] = {"server": list(_server), "child": marks, "child_usage": _usage.pop()}
     return result
 forkserver.ForkServer.run = _profiled_run
 """
@@ -98,8 +106,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=2, help="copies of each canonical solution")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--child-stages", action="store_true", help="also time the child's stages (adds faults of its own)"
+    )
+    parser.add_argument("--trivial", action="store_true", help="run `pass` instead: the fixed cost")
     args = parser.parse_args()
-    pool._BOOTSTRAP = pool._BOOTSTRAP.replace("main()\n", _PATCH + "\nmain()\n")
+    patch = f"CHILD_STAGES = {args.child_stages}\n" + _PATCH
+    pool._BOOTSTRAP = pool._BOOTSTRAP.replace("main()\n", patch + "\nmain()\n")
     pool._Worker.replies = []  # type: ignore[attr-defined]
     read = pool._Worker.message
 
@@ -112,6 +125,8 @@ def main() -> None:
     pool._Worker.message = keep  # type: ignore[method-assign]
     problems = list(load_problems().values())
     programs = [p.program(p.canonical_solution) for _ in range(args.repeat) for p in problems]
+    if args.trivial:
+        programs = [Program("pass")] * len(programs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IsolationWarning)
         sandbox = Sandbox(SandboxConfig(workers=args.workers))
@@ -130,7 +145,8 @@ def main() -> None:
     print(f"{n} samples, {args.workers} workers, {n / wall:.0f} samples/s")
     print(f"CPU ms/sample: harness {harness:.2f}, workers and children {workers:.2f}")
     rows: dict[str, list[tuple[float, int]]] = {}
-    for profile in pool._Worker.replies:  # type: ignore[attr-defined]
+    replies = pool._Worker.replies  # type: ignore[attr-defined]
+    for profile in replies:
         server, child = profile["server"], profile["child"]
         forked = next(m for m in server if m[0] == "fork")
         for name, ms, faults in stages(server):
@@ -140,9 +156,13 @@ def main() -> None:
         )
         for name, ms, faults in stages(child):
             rows.setdefault(f"child: {name}", []).append((ms, faults))
+        cpu, faults = profile["child_usage"]
+        rows.setdefault("child: total CPU (getrusage)", []).append((cpu * 1e3, faults))
         waited = next(m for m in server if m[0] == "_wait")
         rows.setdefault("child: exit until reaped", []).append(((waited[1] - child[-1][1]) / 1e6, 0))
         del forked
+    server_faults = statistics.median(sum(m[2] for m in stages(p["server"])) for p in replies)
+    print(f"server faults per sample (median): {server_faults:.0f}")
     print(f"{'stage':40s} {'median ms':>10s} {'mean ms':>8s} {'faults':>7s}")
     for name, values in rows.items():
         ms = [v[0] for v in values]

@@ -22,6 +22,7 @@ import gc
 import importlib
 import json
 import os
+import random
 import resource
 import select
 import shutil
@@ -32,7 +33,14 @@ import time
 from typing import Any
 
 from alignlab.code.sandbox import landlock, namespaces, seccomp
-from alignlab.code.sandbox.child import RECORD_BYTES, prepare_signals, resource_limits, run_child, verdict
+from alignlab.code.sandbox.child import (
+    RECORD_BYTES,
+    execute,
+    prepare_signals,
+    resource_limits,
+    run_child,
+    verdict,
+)
 from alignlab.code.sandbox.strict import Guard
 
 PRELOAD = (
@@ -43,6 +51,16 @@ PRELOAD = (
 """Imported once per worker so samples do not pay for these imports."""
 
 _dumps, _loads = json.dumps, json.loads  # kept before any sample can patch them
+_WARM_UP = """
+def candidate(numbers: list, n: int) -> list:
+    \"\"\"Every number times n.\"\"\"
+    return [x * n for x in numbers if isinstance(x, int)]
+
+def check(candidate):
+    assert candidate([1, 2, 3], 2) == [2, 4, 6]
+    assert abs(sum(candidate([1.5, 2], 3)) - 6) < 1e-6
+"""
+_WARM_UP_RUNS = 10
 
 
 def main() -> None:
@@ -123,7 +141,19 @@ class ForkServer:
         report.limits = self._describe_limits()
         self.rlimits = resource_limits(self.limits, self.nproc_enforced())
         prepare_signals()
+        self._warm_up()
         gc.freeze()  # keeps the collector from touching (and so copying) every inherited page
+
+    def _warm_up(self) -> None:
+        """Run a small trusted program through the child's path a few times, here, before any fork.
+
+        CPython specialises code as it runs it, writing to the code objects and caches
+        involved; done here, each child writes (and so copies) fewer of the pages it shares
+        with the server.
+        """
+        for _ in range(_WARM_UP_RUNS):
+            random.seed(0)
+            _dumps(execute(_WARM_UP, "candidate", self.guard) | {"nonce": ""})
 
     def _prepare_layers(self) -> None:
         abi = landlock.landlock_abi()
