@@ -105,6 +105,8 @@ class ForkServer:
         self.guard = Guard() if config["strict"] else None
         self.report = report
         self.landlock: landlock.LandlockPolicy | None = None
+        # The seccomp filter the server installs for itself and its children, and the one each child adds.
+        self.seccomp_server: seccomp.SeccompFilter | None = None
         self.seccomp: seccomp.SeccompFilter | None = None
         if config["isolate"] and sys.platform == "linux":
             self._prepare_layers()
@@ -138,6 +140,9 @@ class ForkServer:
             # The server enters the samples' domain itself: every child inherits it at fork.
             self.landlock.apply(self.folder)
             self.landlock.close()
+        if self.seccomp is not None:
+            assert self.seccomp_server is not None
+            self.seccomp_server.install()
         report.limits = self._describe_limits()
         self.rlimits = resource_limits(self.limits, self.nproc_enforced())
         prepare_signals()
@@ -159,8 +164,9 @@ class ForkServer:
         abi = landlock.landlock_abi()
         if abi:
             self.landlock = landlock.LandlockPolicy(abi)
-        program = seccomp.seccomp_program(allow_fork=self.limits["processes"] > 1)
-        self.seccomp = seccomp.SeccompFilter(program) if program is not None else None
+        programs = seccomp.seccomp_programs(allow_fork=self.limits["processes"] > 1)
+        if programs is not None:
+            self.seccomp_server, self.seccomp = (seccomp.SeccompFilter(p) for p in programs)
         namespaces.drop_capabilities()
         if not namespaces.no_new_privileges():
             self.landlock, self.seccomp = None, None
@@ -186,7 +192,8 @@ class ForkServer:
         self.landlock.apply(tempfile.gettempdir())
 
     def _try_seccomp(self) -> None:
-        assert self.seccomp is not None
+        assert self.seccomp_server is not None and self.seccomp is not None
+        self.seccomp_server.install()
         self.seccomp.install()
 
     @staticmethod
