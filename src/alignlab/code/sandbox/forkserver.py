@@ -319,8 +319,10 @@ class ForkServer:
     def _sweep(self, pid: int) -> None:
         """Kill and reap everything the sample started, wherever it went."""
         if self.report.pid_namespace:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(-1, signal.SIGKILL)  # as init: every other process in the namespace
+            except ProcessLookupError:
+                return  # none, not even an unreaped one: the usual case
         else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)

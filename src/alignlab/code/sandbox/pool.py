@@ -161,7 +161,7 @@ class Outcome:
 
 
 class _Worker:
-    """One worker process and its JSON-lines pipe."""
+    """One worker process and its JSON-lines pipe; it is ready to use once :meth:`ready` returns."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
@@ -201,12 +201,22 @@ class _Worker:
         self.gone = False
         """The worker closed its end or stopped reading: no more results will come."""
         self._scratch: str | None = None
+        self.isolation: Isolation | None = None
+        """What the worker achieved; set by :meth:`ready`."""
+
+    def ready(self) -> _Worker:
+        """Wait for the worker's greeting (the isolation it achieved); returns the worker.
+
+        Raises:
+            SandboxError: the worker failed to start (it is closed).
+        """
         hello = self.receive(_START_SECONDS)
         if hello is None or "isolation" not in hello:
             self.close()
             raise SandboxError(f"a sandbox worker failed to start: {self._error_text()}")
         self.isolation = Isolation.from_dict(hello["isolation"])
         self._scratch = hello.get("scratch")
+        return self
 
     def _error_text(self) -> str:
         self._stderr.seek(0)
@@ -369,11 +379,20 @@ class Sandbox:
                 return
             if sys.platform == "win32":
                 raise SandboxError("the sandbox needs a POSIX system (fork); use WSL on Windows")
-            for _ in range(self.size):
-                worker = _Worker(self.config)
-                self._workers.append(worker)
-                self._idle.put(worker)
+            # Every worker starts at once; then each greeting is awaited.
+            starting = [_Worker(self.config) for _ in range(self.size)]
+            try:
+                for worker in starting:
+                    self._workers.append(worker.ready())
+                    self._idle.put(worker)
+            except SandboxError:
+                for worker in starting:
+                    worker.close()
+                self._workers.clear()
+                self._idle = queue.Queue()
+                raise
             self.isolation = self._workers[0].isolation
+            assert self.isolation is not None
         self._report(self.isolation)
 
     def _report(self, report: Isolation) -> None:
@@ -480,7 +499,7 @@ class Sandbox:
     def _replace(self, worker: _Worker) -> _Worker:
         worker.process.kill()
         worker.close()
-        fresh = _Worker(self.config)
+        fresh = _Worker(self.config).ready()
         with self._lock:
             self._workers = [fresh if w is worker else w for w in self._workers]
         return fresh
