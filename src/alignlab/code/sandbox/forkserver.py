@@ -110,6 +110,22 @@ class ForkServer:
         self.seccomp: seccomp.SeccompFilter | None = None
         if config["isolate"] and sys.platform == "linux":
             self._prepare_layers()
+        self._open_files()
+        if self.landlock is not None:
+            # The server enters the samples' domain itself: every child inherits it at fork.
+            self.landlock.apply(self.folder)
+            self.landlock.close()
+        if self.seccomp is not None:
+            assert self.seccomp_server is not None
+            self.seccomp_server.install()
+        report.limits = self._describe_limits()
+        self.rlimits = resource_limits(self.limits, self.nproc_enforced())
+        prepare_signals()
+        self._warm_up()
+        gc.freeze()  # keeps the collector from touching (and so copying) every inherited page
+
+    def _open_files(self) -> None:
+        """The samples' folder and output files, and the descriptors a child must not keep."""
         self.root = tempfile.mkdtemp(prefix="alignlab-sandbox-")
         # Every sample gets the same folder, emptied after each, so its environment, the working
         # directory the children inherit and the Landlock rule for it are set once, here.
@@ -125,7 +141,7 @@ class ForkServer:
             write = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self.outputs.append((write, os.open(path, os.O_RDONLY)))
         self.null = os.open(os.devnull, os.O_RDONLY)
-        self.children = _open_children() if not report.pid_namespace else None
+        self.children = _open_children() if not self.report.pid_namespace else None
         self.stdin = os.fdopen(os.dup(0), "rb")
         self.stdout = os.dup(1)
         null = os.open(os.devnull, os.O_RDWR)
@@ -136,18 +152,6 @@ class ForkServer:
         self.private = [self.stdin.fileno(), self.stdout, self.null, *sum(self.outputs, ())]
         if self.children is not None:
             self.private.append(self.children)
-        if self.landlock is not None:
-            # The server enters the samples' domain itself: every child inherits it at fork.
-            self.landlock.apply(self.folder)
-            self.landlock.close()
-        if self.seccomp is not None:
-            assert self.seccomp_server is not None
-            self.seccomp_server.install()
-        report.limits = self._describe_limits()
-        self.rlimits = resource_limits(self.limits, self.nproc_enforced())
-        prepare_signals()
-        self._warm_up()
-        gc.freeze()  # keeps the collector from touching (and so copying) every inherited page
 
     def _warm_up(self) -> None:
         """Run a small trusted program through the child's path a few times, here, before any fork.

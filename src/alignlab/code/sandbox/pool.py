@@ -61,8 +61,8 @@ from alignlab.errors import SandboxError
 # The worker's packages are entered as bare modules, without running their __init__ files:
 # alignlab's reads package metadata (importlib.metadata and all it imports), and every
 # page a worker holds makes each fork and exit dearer. random is imported first, without
-# the hook it registers to reseed itself from the OS in every forked child (about 0.2 ms
-# a fork): each child seeds it to 0 itself, for repeatable verdicts.
+# the hook it registers to reseed itself from the OS in every forked child: each child
+# seeds it to 0 itself, for repeatable verdicts, so the reseed was work thrown away.
 _BOOTSTRAP = """
 import os, sys, types
 register_at_fork, os.register_at_fork = os.register_at_fork, lambda **hooks: None
