@@ -8,8 +8,9 @@ The layers, outermost first, one module each:
 * ``forkserver``: a worker process: enters its namespaces once, then forks a child per program;
 * ``namespaces``: the worker's kernel isolation (user, network, mount and PID namespaces,
   capabilities) and the :class:`~alignlab.code.sandbox.namespaces.Isolation` report;
-* ``child``: a program's own process: resource limits, Landlock, seccomp, the program and its tests;
-* ``landlock`` and ``seccomp``: the per-program kernel layers the child installs;
+* ``child``: a program's own process: resource limits, seccomp, the program and its tests;
+* ``landlock`` and ``seccomp``: the kernel layers every program runs under (the fork server
+  enters them, each child adds the few seccomp rules that are its own);
 * ``strict``: the in-process checks against reward hacks on the unit tests.
 
 A worker imports ``forkserver`` and what it needs without running this file, so nothing

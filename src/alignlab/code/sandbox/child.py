@@ -1,7 +1,8 @@
-"""The sample's child process: its limits and layers, the program, then ``check(entry_point)``.
+"""The sample's child process: its limits and seccomp, the program, then ``check(entry_point)``.
 
-:func:`run_child` runs in the process the fork server forks for each sample: it applies the
-resource limits, Landlock and seccomp, reads the job, runs it (:func:`execute`) and writes a
+:func:`run_child` runs in the process the fork server forks for each sample, with the job
+already in memory and inside the Landlock domain the server entered: it applies the
+resource limits and the seccomp filter, runs the program (:func:`execute`) and writes a
 ``{"verdict", "detail"}`` record for the fork server on a private pipe.
 """
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 RECORD_BYTES = 64 * 1024
 """The most a child's report may take on its pipe."""
-_dumps, _loads, _write = json.dumps, json.loads, os.write  # kept before any sample can patch them
+_dumps, _write = json.dumps, os.write  # kept before any sample can patch them
 
 _DETAIL_CHARS = 1000
 
@@ -90,42 +91,32 @@ def _describe(exc: BaseException) -> str:
     return text[:_DETAIL_CHARS]
 
 
-def run_child(server: ForkServer, job_read: int, fds: tuple[int, int, int], nonce: str) -> NoReturn:
-    """The forked child: confine itself, read its job, run it and report; never returns.
+def run_child(
+    server: ForkServer, source: str, entry_point: str | None, write_end: int, nonce: str
+) -> NoReturn:
+    """The forked child: confine itself, run its job and report; never returns.
 
     Args:
-        server: the fork server it was forked from (its folder, limits and prepared layers).
-        job_read: the pipe the job arrives on.
-        fds: the sample's stdout and stderr files, and the pipe its report goes to.
+        server: the fork server it was forked from (its output files, limits and seccomp filter).
+        source: the program.
+        entry_point: the function ``check`` is called with, or None.
+        write_end: the pipe its report goes to.
         nonce: the token the report must carry, so a sample cannot forge one.
     """
-    out_fd, err_fd, write_end = fds
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.dup2(out_fd, 1)
-    os.dup2(err_fd, 2)
-    for fd in (null, out_fd, err_fd):
+    os.dup2(server.null, 0)
+    os.dup2(server.outputs[0][0], 1)
+    os.dup2(server.outputs[1][0], 2)
+    for fd in server.private:  # the harness's pipes, the server's ends of the output files
         os.close(fd)
     with contextlib.suppress(OSError):
         os.setsid()
-    os.chdir(server.folder)
-    apply_limits(server.limits, server.nproc_enforced())
-    if server.landlock is not None:
-        server.landlock.apply(server.folder)
-        server.landlock.close()
+    apply_limits(server.rlimits)
     if server.seccomp is not None:
         server.seccomp.install()
-    chunks = []
-    while chunk := os.read(job_read, 1 << 16):
-        chunks.append(chunk)
-    if not chunks:  # the server stopped before handing over a job
-        os._exit(0)
-    job = _loads(b"".join(chunks))
     me = os.getpid()
     random.seed(0)
-    signal.signal(signal.SIGPROF, cpu_time_up)
-    signal.setitimer(signal.ITIMER_PROF, server.limits["cpu_seconds"])
-    record = execute(job["source"], job.get("entry_point"), server.guard)
+    signal.setitimer(signal.ITIMER_PROF, server.limits["cpu_seconds"])  # the handler is inherited
+    record = execute(source, entry_point, server.guard)
     if os.getpid() != me:  # a process the sample forked: only the sample itself reports
         os._exit(0)
     signal.setitimer(signal.ITIMER_PROF, 0)
@@ -143,8 +134,8 @@ def run_child(server: ForkServer, job_read: int, fds: tuple[int, int, int], nonc
     os._exit(0)
 
 
-def apply_limits(lim: dict[str, Any], nproc_enforced: bool) -> None:
-    """Set the sample's resource limits (CPU, memory, file size, open files, processes)."""
+def resource_limits(lim: dict[str, Any], nproc_enforced: bool) -> list[tuple[int, int]]:
+    """The sample's resource limits (CPU, memory, file size, open files, processes), worked out once."""
     cpu = math.ceil(lim["cpu_seconds"]) + 1  # the hard kill; the itimer gives the exact limit
     pairs = [
         (resource.RLIMIT_CPU, cpu),
@@ -155,7 +146,18 @@ def apply_limits(lim: dict[str, Any], nproc_enforced: bool) -> None:
     ]
     if lim["processes"] > 1 and nproc_enforced:
         pairs.append((resource.RLIMIT_NPROC, lim["processes"] + 2))  # + the server and its parent
+    return pairs
+
+
+def prepare_signals() -> None:
+    """In the fork server, for every child it forks: the CPU-time handler, and a too-large
+    write that fails instead of killing (dispositions survive fork; interval timers do not)."""
+    signal.signal(signal.SIGPROF, cpu_time_up)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def apply_limits(pairs: list[tuple[int, int]]) -> None:
+    """Set the limits from :func:`resource_limits` on this process (a sample's child)."""
     for which, value in pairs:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(which, (value, value))
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write fails instead of killing

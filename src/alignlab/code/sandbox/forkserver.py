@@ -2,13 +2,14 @@
 
 Started once per worker by :class:`alignlab.code.sandbox.Sandbox` as
 ``python -c "…forkserver.main()" CONFIG``. It imports the modules samples commonly use,
-enters its namespaces (see :mod:`alignlab.code.sandbox.namespaces`), then reads one JSON job per
-line on stdin and answers one JSON result per line on stdout. For each job it forks a
-child that applies the per-sample limits and layers, runs the program and reports back
-on a private pipe; the server then kills whatever the sample left running, reads the
-capped output and removes the sample's folder.
+enters its namespaces (see :mod:`alignlab.code.sandbox.namespaces`), puts itself under
+the Landlock domain every sample runs in, then reads one JSON job per line on stdin and
+answers one JSON result per line on stdout. For each job it forks a child that applies
+the per-sample limits and the seccomp filter, runs the program and reports back on a
+private pipe; the server then kills whatever the sample left running, reads the capped
+output and empties the sample's folder.
 
-What the forked child does (limits, layers, the program, its report) is
+What the forked child does (limits, seccomp, the program, its report) is
 :mod:`alignlab.code.sandbox.child`. Only the standard library and the sibling modules
 (namespaces, landlock, seccomp, child, strict) are imported here, so a worker starts fast
 and forks small.
@@ -21,6 +22,7 @@ import gc
 import importlib
 import json
 import os
+import random
 import resource
 import select
 import shutil
@@ -28,11 +30,17 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from alignlab.code.sandbox import landlock, namespaces, seccomp
-from alignlab.code.sandbox.child import RECORD_BYTES, run_child, verdict
+from alignlab.code.sandbox.child import (
+    RECORD_BYTES,
+    execute,
+    prepare_signals,
+    resource_limits,
+    run_child,
+    verdict,
+)
 from alignlab.code.sandbox.strict import Guard
 
 PRELOAD = (
@@ -43,16 +51,16 @@ PRELOAD = (
 """Imported once per worker so samples do not pay for these imports."""
 
 _dumps, _loads = json.dumps, json.loads  # kept before any sample can patch them
+_WARM_UP = """
+def candidate(numbers: list, n: int) -> list:
+    \"\"\"Every number times n.\"\"\"
+    return [x * n for x in numbers if isinstance(x, int)]
 
-
-@dataclass(frozen=True)
-class _Child:
-    """A forked child waiting for its job: its pid, the job pipe, the result pipe, its nonce."""
-
-    pid: int
-    job: int
-    result: int
-    nonce: str
+def check(candidate):
+    assert candidate([1, 2, 3], 2) == [2, 4, 6]
+    assert abs(sum(candidate([1.5, 2], 3)) - 6) < 1e-6
+"""
+_WARM_UP_RUNS = 10
 
 
 def main() -> None:
@@ -97,30 +105,72 @@ class ForkServer:
         self.guard = Guard() if config["strict"] else None
         self.report = report
         self.landlock: landlock.LandlockPolicy | None = None
+        # The seccomp filter the server installs for itself and its children, and the one each child adds.
+        self.seccomp_server: seccomp.SeccompFilter | None = None
         self.seccomp: seccomp.SeccompFilter | None = None
         if config["isolate"] and sys.platform == "linux":
             self._prepare_layers()
+        self._open_files()
+        if self.landlock is not None:
+            # The server enters the samples' domain itself: every child inherits it at fork.
+            self.landlock.apply(self.folder)
+            self.landlock.close()
+        if self.seccomp is not None:
+            assert self.seccomp_server is not None
+            self.seccomp_server.install()
+        report.limits = self._describe_limits()
+        self.rlimits = resource_limits(self.limits, self.nproc_enforced())
+        prepare_signals()
+        self._warm_up()
+        gc.freeze()  # keeps the collector from touching (and so copying) every inherited page
+
+    def _open_files(self) -> None:
+        """The samples' folder and output files, and the descriptors a child must not keep."""
         self.root = tempfile.mkdtemp(prefix="alignlab-sandbox-")
-        # Every sample gets the same (emptied, recreated) folder, so its environment is set once here.
+        # Every sample gets the same folder, emptied after each, so its environment, the working
+        # directory the children inherit and the Landlock rule for it are set once, here.
         self.folder = os.path.join(self.root, "work")
-        self.out_path, self.err_path = self.folder + ".out", self.folder + ".err"
+        os.mkdir(self.folder, 0o700)
+        os.chdir(self.folder)
         os.environ.update(HOME=self.folder, TMPDIR=self.folder)
         tempfile.tempdir = self.folder
+        # The sample's stdout and stderr: a file each, written by the child through the first
+        # descriptor, read back and truncated by the server through the second.
+        self.outputs: list[tuple[int, int]] = []
+        for path in (self.folder + ".out", self.folder + ".err"):
+            write = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.outputs.append((write, os.open(path, os.O_RDONLY)))
+        self.null = os.open(os.devnull, os.O_RDONLY)
+        self.children = _open_children() if not self.report.pid_namespace else None
         self.stdin = os.fdopen(os.dup(0), "rb")
         self.stdout = os.dup(1)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1):
             os.dup2(null, fd)
         os.close(null)
-        report.limits = self._describe_limits()
-        gc.freeze()  # keeps the collector from touching (and so copying) every inherited page
+        # What a child closes once it has its own 0, 1 and 2: nothing of the server stays open in it.
+        self.private = [self.stdin.fileno(), self.stdout, self.null, *sum(self.outputs, ())]
+        if self.children is not None:
+            self.private.append(self.children)
+
+    def _warm_up(self) -> None:
+        """Run a small trusted program through the child's path a few times, here, before any fork.
+
+        CPython specialises code as it runs it, writing to the code objects and caches
+        involved; done here, each child writes (and so copies) fewer of the pages it shares
+        with the server.
+        """
+        for _ in range(_WARM_UP_RUNS):
+            random.seed(0)
+            _dumps(execute(_WARM_UP, "candidate", self.guard) | {"nonce": ""})
 
     def _prepare_layers(self) -> None:
         abi = landlock.landlock_abi()
         if abi:
             self.landlock = landlock.LandlockPolicy(abi)
-        program = seccomp.seccomp_program(allow_fork=self.limits["processes"] > 1)
-        self.seccomp = seccomp.SeccompFilter(program) if program is not None else None
+        programs = seccomp.seccomp_programs(allow_fork=self.limits["processes"] > 1)
+        if programs is not None:
+            self.seccomp_server, self.seccomp = (seccomp.SeccompFilter(p) for p in programs)
         namespaces.drop_capabilities()
         if not namespaces.no_new_privileges():
             self.landlock, self.seccomp = None, None
@@ -146,7 +196,8 @@ class ForkServer:
         self.landlock.apply(tempfile.gettempdir())
 
     def _try_seccomp(self) -> None:
-        assert self.seccomp is not None
+        assert self.seccomp_server is not None and self.seccomp is not None
+        self.seccomp_server.install()
         self.seccomp.install()
 
     @staticmethod
@@ -182,23 +233,20 @@ class ForkServer:
         return self.report.user_namespace and self.report.identity != "root without capabilities"
 
     def serve(self) -> None:
-        """Answer jobs until stdin closes."""
+        """Answer jobs until stdin closes, or until the folder cannot be made clean for the next."""
         # Outside a private /tmp the harness removes our folder if we die without doing so.
         scratch = None if self.report.mount_namespace else self.root
         self._send({"isolation": self.report.to_dict(), "scratch": scratch})
-        ready = self._spawn()
         for line in self.stdin:
             try:
-                result = self.run(ready, line)
+                result = self.run(line)
             except Exception as exc:  # a harness bug must not look like a sample's verdict
                 result = {"verdict": "died", "detail": f"worker error: {type(exc).__name__}: {exc}"}
                 result |= {"cpu_seconds": 0.0, "wall_seconds": 0.0, "stdout": "", "stderr": ""}
+                result["retire"] = True  # what the failed job left behind is unknown
             self._send(result)
-            # The next child forks and confines itself while the harness reads this result.
-            ready = self._spawn()
-        with contextlib.suppress(OSError):
-            os.kill(ready.pid, signal.SIGKILL)
-            os.waitpid(ready.pid, 0)
+            if result.get("retire"):
+                break
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -206,53 +254,49 @@ class ForkServer:
         while data:
             data = data[os.write(self.stdout, data) :]
 
-    def _spawn(self) -> _Child:
-        """Fork the child for the next job; it confines itself, then waits for the job."""
-        if os.path.lexists(self.folder):  # left over from a job the server failed on
-            shutil.rmtree(self.folder, ignore_errors=True)
-        os.mkdir(self.folder, 0o700)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        out_fd, err_fd = os.open(self.out_path, flags, 0o600), os.open(self.err_path, flags, 0o600)
-        job_read, job_write = os.pipe()
+    def run(self, line: bytes) -> dict[str, Any]:
+        """Run one job (a JSON line) in a forked child; return its result record.
+
+        The record carries ``retire`` when the sample's folder could not be emptied: the
+        harness then replaces this worker, so no sample sees what another left.
+        """
+        job = _loads(line)
+        source, entry_point = job["source"], job.get("entry_point")
         result_read, result_write = os.pipe()
         nonce = os.urandom(8).hex()
+        started = time.monotonic()
         pid = os.fork()
         if pid == 0:
             try:
-                for fd in (job_write, result_read, self.stdout, self.stdin.fileno()):
-                    os.close(fd)
-                run_child(self, job_read, (out_fd, err_fd, result_write), nonce)
+                os.close(result_read)
+                run_child(self, source, entry_point, result_write, nonce)
             finally:
                 os._exit(70)
-        for fd in (out_fd, err_fd, result_write, job_read):
-            os.close(fd)
-        return _Child(pid, job_write, result_read, nonce)
-
-    def run(self, child: _Child, job: bytes) -> dict[str, Any]:
-        """Hand one job (a JSON line) to a spawned child; return its result record."""
-        started = time.monotonic()
-        with contextlib.suppress(BrokenPipeError):  # a child that died early is judged below
-            while job:
-                job = job[os.write(child.job, job) :]
-        os.close(child.job)
-        status, usage, wall_killed = self._wait(child.pid)
+        os.close(result_write)
+        status, usage, wall_killed = self._wait(pid)
         wall = time.monotonic() - started
-        self._sweep(child.pid)
-        record = _read_record(child.result, child.nonce)
-        os.close(child.result)
+        self._sweep(pid)
+        record = _read_record(result_read, nonce)
+        os.close(result_read)
         cap = self.limits["output_bytes"]
         result = {
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 6),
             "wall_seconds": round(wall, 6),
-            "stdout": _read_capped(self.out_path, cap),
-            "stderr": _read_capped(self.err_path, cap),
+            "stdout": self._take_output(0, cap),
+            "stderr": self._take_output(1, cap),
         }
         result |= self._verdict(record, status, result, wall_killed)
-        try:
-            os.rmdir(self.folder)
-        except OSError:  # the sample left files behind
-            shutil.rmtree(self.folder, ignore_errors=True)
+        if not _empty(self.folder):
+            result["retire"] = True
         return result
+
+    def _take_output(self, index: int, cap: int) -> str:
+        """The start of what the sample wrote to stdout (0) or stderr (1); the file is emptied."""
+        write, read = self.outputs[index]
+        data = os.pread(read, cap, 0)
+        os.ftruncate(write, 0)
+        os.lseek(write, 0, os.SEEK_SET)
+        return data.decode("utf-8", "replace")
 
     def _wait(self, pid: int) -> tuple[int, resource.struct_rusage, bool]:
         killed = False
@@ -279,13 +323,15 @@ class ForkServer:
     def _sweep(self, pid: int) -> None:
         """Kill and reap everything the sample started, wherever it went."""
         if self.report.pid_namespace:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(-1, signal.SIGKILL)  # as init: every other process in the namespace
+            except ProcessLookupError:
+                return  # none, not even an unreaped one: the usual case
         else:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             for _ in range(1000):
-                children = _children()
+                children = _children(self.children)
                 if not children:
                     break
                 for child in children:
@@ -342,18 +388,40 @@ def _read_record(fd: int, nonce: str) -> dict[str, Any] | None:
     return None
 
 
-def _read_capped(path: str, cap: int) -> str:
+def _empty(folder: str) -> bool:
+    """Remove everything in ``folder`` (a sample may have locked its subfolders); False if that fails."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read(cap).decode("utf-8", "replace")
+        os.chmod(folder, 0o700)
+        found, pending = [], [folder]
+        while pending:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        os.chmod(entry.path, 0o700)
+                        found.append(entry.path)
+                        pending.append(entry.path)
+                    else:
+                        os.unlink(entry.path)
+        for path in reversed(found):  # every folder after its parent, so children go first
+            os.rmdir(path)
     except OSError:
-        return ""
+        return False
+    return True
 
 
-def _children() -> list[int]:
+def _open_children() -> int | None:
+    """A descriptor on this process's list of children (read again for each sample), or None."""
     try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as handle:
-            return [int(pid) for pid in handle.read().split()]
+        return os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _children(handle: int | None) -> list[int]:
+    if handle is None:
+        return []
+    try:
+        return [int(pid) for pid in os.pread(handle, 1 << 16, 0).split()]
     except OSError:
         return []
 

@@ -41,10 +41,10 @@ def _fs_rights(abi: int) -> int:
 
 
 class LandlockPolicy:
-    """A Landlock policy prepared once per worker and applied in each sample's child.
+    """A Landlock policy prepared once per worker and applied to its fork server, whose
+    children (the samples) inherit the domain.
 
-    The folders samples may read are opened here (``O_PATH``) so that each child only
-    adds rules by file descriptor, which costs a few syscalls.
+    The folders samples may read are opened here (``O_PATH``) and added by file descriptor.
 
     Args:
         abi: the Landlock ABI to use (from :func:`landlock_abi`).
@@ -77,11 +77,11 @@ class LandlockPolicy:
         self._reads.append((fd, _rule(rights & self._handled, fd)))
 
     def apply(self, writable: str) -> None:
-        """Restrict this process (a sample's child) for good: read the prepared folders,
+        """Restrict this process and its future children for good: read the prepared folders,
         write only under ``writable``, no TCP, no signals or abstract sockets outside.
 
         Raises:
-            OSError: the kernel refused (the caller treats it as fatal for the sample).
+            OSError: the kernel refused (the worker then fails to start).
         """
         syscall = libc().syscall
         ruleset = checked(syscall(_SYS_LANDLOCK_CREATE, self._attr, ctypes.c_size_t(self._attr_size), 0))
@@ -97,7 +97,7 @@ class LandlockPolicy:
             os.close(ruleset)
 
     def close(self) -> None:
-        """Close the prepared descriptors (a child calls this once restricted)."""
+        """Close the prepared descriptors (once the policy is applied)."""
         for fd, _ in self._reads:
             with contextlib.suppress(OSError):
                 os.close(fd)

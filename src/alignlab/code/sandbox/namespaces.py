@@ -9,12 +9,13 @@ Per worker (once, at start): a user namespace (the worker holds no privilege out
 it), a network namespace (no interface but a loopback that is down: no network at all),
 a mount namespace (the whole tree read-only, a private size-limited tmpfs on ``/tmp``)
 and a PID namespace (the worker's fork server is its init, so it can kill every process
-a sample left behind). Per sample (in the forked child): no new privileges, no
-capabilities, a Landlock domain (read the Python installation and system files, write
-only the sample's own folder, no TCP, no signals or abstract sockets outside the
-domain) and a seccomp filter (no exec, no new processes, no sockets, no namespaces,
-mounts, ptrace, kernel keyrings, BPF, io_uring or module loading); those two live in
-:mod:`alignlab.code.sandbox.landlock` and :mod:`alignlab.code.sandbox.seccomp`.
+a sample left behind). Then, in the fork server, for every sample it forks: no new
+privileges, no capabilities, a Landlock domain (read the Python installation and system
+files, write only the samples' folder, no TCP, no signals or abstract sockets outside the
+domain) and a seccomp filter (no exec, no sockets, no namespaces, mounts, ptrace, kernel
+keyrings, BPF, io_uring or module loading), to which each child adds no new processes and
+no new session; those two live in :mod:`alignlab.code.sandbox.landlock` and
+:mod:`alignlab.code.sandbox.seccomp`.
 """
 
 from __future__ import annotations

@@ -49,7 +49,6 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -61,9 +60,14 @@ from alignlab.errors import SandboxError
 
 # The worker's packages are entered as bare modules, without running their __init__ files:
 # alignlab's reads package metadata (importlib.metadata and all it imports), and every
-# page a worker holds makes each fork and exit dearer.
+# page a worker holds makes each fork and exit dearer. random is imported first, without
+# the hook it registers to reseed itself from the OS in every forked child: each child
+# seeds it to 0 itself, for repeatable verdicts, so the reseed was work thrown away.
 _BOOTSTRAP = """
-import sys, types
+import os, sys, types
+register_at_fork, os.register_at_fork = os.register_at_fork, lambda **hooks: None
+import random
+os.register_at_fork = register_at_fork
 packages = ("alignlab", ""), ("alignlab.code", "/code"), ("alignlab.code.sandbox", "/code/sandbox")
 for name, path in ((name, sys.argv[2] + suffix) for name, suffix in packages):
     module = types.ModuleType(name)
@@ -79,6 +83,9 @@ _ENV = {
     "PYTHONHASHSEED": "0",  # the same set and dict orders in every run: repeatable verdicts
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONIOENCODING": "utf-8",
+    # Every shared-library symbol is resolved as the worker starts, not on its first call in
+    # each child, where writing the resolved address copies a page the child shares with the server.
+    "LD_BIND_NOW": "1",
 }
 _START_SECONDS = 60.0
 _SLACK_SECONDS = 30.0
@@ -159,7 +166,7 @@ class Outcome:
 
 
 class _Worker:
-    """One worker process and its JSON-lines pipe."""
+    """One worker process and its JSON-lines pipe; it is ready to use once :meth:`ready` returns."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
@@ -190,15 +197,31 @@ class _Worker:
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self._in = self.process.stdin
+        # Jobs are written without blocking, so a worker that is busy writing a large result
+        # and a harness writing it the next job cannot wait on each other.
+        os.set_blocking(self._in.fileno(), False)
         self._out = self.process.stdout.fileno()
         self._buffer = b""
+        self._unsent = b""
+        self.gone = False
+        """The worker closed its end or stopped reading: no more results will come."""
         self._scratch: str | None = None
-        hello = self._receive(_START_SECONDS)
+        self.isolation: Isolation | None = None
+        """What the worker achieved; set by :meth:`ready`."""
+
+    def ready(self) -> _Worker:
+        """Wait for the worker's greeting (the isolation it achieved); returns the worker.
+
+        Raises:
+            SandboxError: the worker failed to start (it is closed).
+        """
+        hello = self.receive(_START_SECONDS)
         if hello is None or "isolation" not in hello:
             self.close()
             raise SandboxError(f"a sandbox worker failed to start: {self._error_text()}")
         self.isolation = Isolation.from_dict(hello["isolation"])
         self._scratch = hello.get("scratch")
+        return self
 
     def _error_text(self) -> str:
         self._stderr.seek(0)
@@ -207,25 +230,48 @@ class _Worker:
 
     def request(self, job: dict[str, Any], timeout: float) -> dict[str, Any] | None:
         """Send a job and wait for its result; None if the worker died or went silent."""
-        try:
-            self._in.write((json.dumps(job) + "\n").encode())
-            self._in.flush()
-        except (BrokenPipeError, OSError):
+        if not self.send(job):
             return None
-        return self._receive(timeout)
+        return self.receive(timeout)
 
-    def _receive(self, timeout: float) -> dict[str, Any] | None:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._out], [], [], left)[0]:
-                return None
-            chunk = os.read(self._out, 1 << 16)
-            if not chunk:
-                return None
+    def send(self, job: dict[str, Any]) -> bool:
+        """Queue a job for the worker (it runs jobs in the order sent); False if it is gone."""
+        self._unsent += (json.dumps(job) + "\n").encode()
+        self._flush()
+        return not self.gone
+
+    def _flush(self) -> None:
+        try:
+            while self._unsent:
+                self._unsent = self._unsent[os.write(self._in.fileno(), self._unsent) :]
+        except BlockingIOError:
+            pass  # the rest goes out while waiting for results
+        except OSError:
+            self.gone = True
+
+    def _read(self) -> None:
+        chunk = os.read(self._out, 1 << 16)
+        if chunk:
             self._buffer += chunk
+        else:
+            self.gone = True
+
+    def message(self) -> dict[str, Any] | None:
+        """The next message already read (the result of the oldest job sent), or None."""
+        if b"\n" not in self._buffer:
+            return None
         line, _, self._buffer = self._buffer.partition(b"\n")
         message: dict[str, Any] = json.loads(line)
+        return message
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next message; None if the worker died or went silent for ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while (message := self.message()) is None and not self.gone:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            _service([self], left)
         return message
 
     def close(self) -> None:
@@ -242,6 +288,47 @@ class _Worker:
         self._stderr.close()
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+_QUEUED = 1
+"""Jobs queued at a worker behind the one it runs."""
+
+
+def _job(program: Program) -> dict[str, Any]:
+    return {"source": program.source, "entry_point": program.entry_point}
+
+
+def _outcome(reply: dict[str, Any] | None) -> Outcome:
+    if reply is None:
+        return Outcome(Verdict.DIED, "the program took its worker down; the worker was restarted", 0.0, 0.0)
+    return Outcome(
+        verdict=Verdict(reply["verdict"]),
+        detail=reply["detail"],
+        cpu_seconds=reply["cpu_seconds"],
+        wall_seconds=reply["wall_seconds"],
+        stdout=reply["stdout"],
+        stderr=reply["stderr"],
+    )
+
+
+def _service(workers: list[_Worker], timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for any of ``workers`` to write; read that, send what is unsent."""
+    readers = {worker._out: worker for worker in workers}
+    writers = {worker._in.fileno(): worker for worker in workers if worker._unsent}
+    readable, writable, _ = select.select(list(readers), list(writers), [], max(0.0, timeout))
+    for fd in writable:
+        writers[fd]._flush()
+    for fd in readable:
+        readers[fd]._read()
+
+
+class _Lane:
+    """A worker :meth:`Sandbox.map` holds, the jobs it has sent it (oldest first) and their deadline."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.sent: deque[tuple[int, Program]] = deque()
+        self.deadline = 0.0
 
 
 def _preload() -> list[str]:
@@ -297,11 +384,20 @@ class Sandbox:
                 return
             if sys.platform == "win32":
                 raise SandboxError("the sandbox needs a POSIX system (fork); use WSL on Windows")
-            for _ in range(self.size):
-                worker = _Worker(self.config)
-                self._workers.append(worker)
-                self._idle.put(worker)
+            # Every worker starts at once; then each greeting is awaited.
+            starting = [_Worker(self.config) for _ in range(self.size)]
+            try:
+                for worker in starting:
+                    self._workers.append(worker.ready())
+                    self._idle.put(worker)
+            except SandboxError:
+                for worker in starting:
+                    worker.close()
+                self._workers.clear()
+                self._idle = queue.Queue()
+                raise
             self.isolation = self._workers[0].isolation
+            assert self.isolation is not None
         self._report(self.isolation)
 
     def _report(self, report: Isolation) -> None:
@@ -329,46 +425,86 @@ class Sandbox:
     def map(self, programs: Iterable[Program]) -> Iterator[Outcome]:
         """Run programs across the workers, yielding outcomes in the order given.
 
-        At most a few programs per worker are in flight, so a long iterable is consumed
-        lazily and an abandoned iteration stops promptly.
+        Each worker has the next program queued while it runs one, so it never waits for
+        the harness, and one thread serves them all. At most a few programs per worker are
+        in flight, so a long iterable is consumed lazily and an abandoned iteration stops
+        promptly (after the programs already sent).
         """
         self.start()
-        window: deque[Future[Outcome]] = deque()
-        pool = ThreadPoolExecutor(self.size, thread_name_prefix="alignlab-sandbox")
+        lanes = [_Lane(self._idle.get())]
+        with contextlib.suppress(queue.Empty):  # the workers no other caller is using
+            while len(lanes) < self.size:
+                lanes.append(_Lane(self._idle.get_nowait()))
+        limit = self.config.wall_limit() + _SLACK_SECONDS
+        window = (_QUEUED + 2) * len(lanes)
+        stream, more = iter(programs), True
+        done: dict[int, Outcome] = {}
+        sent = given = 0
         try:
-            for program in programs:
-                window.append(pool.submit(self._run_one, program))
-                if len(window) >= 2 * self.size:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
+            while True:
+                while given in done:
+                    yield done.pop(given)
+                    given += 1
+                for lane in lanes:
+                    while more and len(lane.sent) <= _QUEUED and sent - given < window:
+                        program = next(stream, None)
+                        if program is None:
+                            more = False
+                            break
+                        if not lane.sent:
+                            lane.deadline = time.monotonic() + limit
+                        lane.worker.send(_job(program))
+                        lane.sent.append((sent, program))
+                        sent += 1
+                busy = [lane for lane in lanes if lane.sent]
+                if not busy:
+                    return
+                _service(
+                    [lane.worker for lane in busy], min(lane.deadline for lane in busy) - time.monotonic()
+                )
+                for lane in busy:
+                    self._collect(lane, done, limit)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for lane in lanes:  # results still due would reach this worker's next user
+                while lane.sent:
+                    self._collect(lane, {}, limit, drain=True)
+                self._idle.put(lane.worker)
+
+    def _collect(self, lane: _Lane, done: dict[int, Outcome], limit: float, drain: bool = False) -> None:
+        """Move the results ``lane``'s worker has sent into ``done``; replace it if it died or went silent.
+
+        With ``drain``, wait for the oldest result, and forget the other jobs if the worker dies.
+        """
+        while lane.sent:
+            if drain:
+                reply = lane.worker.receive(lane.deadline - time.monotonic())
+            elif (reply := lane.worker.message()) is None and not (
+                lane.worker.gone or time.monotonic() > lane.deadline
+            ):
+                return
+            done[lane.sent.popleft()[0]] = _outcome(reply)
+            lane.deadline = time.monotonic() + limit
+            if reply is None or reply.get("retire"):  # died, or could not clean up after it
+                lane.worker = self._replace(lane.worker)
+                if drain:
+                    lane.sent.clear()
+                for _, program in lane.sent:  # the old worker never started these
+                    lane.worker.send(_job(program))
+            if drain:
+                return
 
     def _run_one(self, program: Program) -> Outcome:
         worker = self._idle.get()
-        job = {"source": program.source, "entry_point": program.entry_point}
-        reply = worker.request(job, self.config.wall_limit() + _SLACK_SECONDS)
-        if reply is None:
+        reply = worker.request(_job(program), self.config.wall_limit() + _SLACK_SECONDS)
+        if reply is None or reply.get("retire"):  # died, or could not clean up after the program
             worker = self._replace(worker)
-            self._idle.put(worker)
-            return Outcome(
-                Verdict.DIED, "the program took its worker down; the worker was restarted", 0.0, 0.0
-            )
         self._idle.put(worker)
-        return Outcome(
-            verdict=Verdict(reply["verdict"]),
-            detail=reply["detail"],
-            cpu_seconds=reply["cpu_seconds"],
-            wall_seconds=reply["wall_seconds"],
-            stdout=reply["stdout"],
-            stderr=reply["stderr"],
-        )
+        return _outcome(reply)
 
     def _replace(self, worker: _Worker) -> _Worker:
         worker.process.kill()
         worker.close()
-        fresh = _Worker(self.config)
+        fresh = _Worker(self.config).ready()
         with self._lock:
             self._workers = [fresh if w is worker else w for w in self._workers]
         return fresh

@@ -1,10 +1,21 @@
-"""The seccomp filter for sandbox samples, as classic BPF built by hand.
+"""The seccomp filters for sandbox samples, as classic BPF built by hand.
 
 Denied calls fail with EPERM, so Python raises PermissionError and the sample fails
 rather than dies: exec, new processes (unless allowed), sockets, namespaces, mounts,
 ptrace and process_vm_*, BPF, perf, keyrings, io_uring, module loading, reboot, swap,
-``TIOCSTI``. ``clone3`` answers ENOSYS so the C library falls back to ``clone``, whose
-flags the filter can read. Other architectures than x86_64 and aarch64 get no filter.
+``TIOCSTI``, leaving the session or process group. ``clone3`` answers ENOSYS so the C
+library falls back to ``clone``, whose flags the filter can read. Other architectures
+than x86_64 and aarch64 get no filter.
+
+The rules come in two filters, which the kernel applies together: the fork server
+installs the first, everything but new processes and sessions, once for itself and
+every child it forks; each child adds the second, a few instructions that forbid new
+processes (unless allowed) and leaving its session, so a child pays for checking and
+compiling a small filter instead of the whole one.
+
+libseccomp's Python bindings would build the same programs, but they are not on PyPI
+(only in distribution packages) and need a compiled extension; a child would still
+install the result with the same ``prctl`` call.
 """
 
 from __future__ import annotations
@@ -49,8 +60,6 @@ _DENIED = {
     "swapon": (167, 224),
     "swapoff": (168, 225),
     "acct": (163, 89),
-    "setsid": (112, 157),
-    "setpgid": (109, 154),
     "userfaultfd": (323, 282),
     "open_by_handle_at": (304, 265),
     "io_uring_setup": (425, 425),
@@ -64,6 +73,7 @@ _DENIED = {
     "fspick": (433, 433),
     "mount_setattr": (442, 442),
 }
+_SESSION = {"setsid": (112, 157), "setpgid": (109, 154)}  # denied in the child, once it has its own
 _FORK_ONLY = {"fork": 57, "vfork": 58}  # x86_64 only: aarch64 forks through clone
 _CLONE, _CLONE3, _IOCTL = (56, 220), 435, (16, 29)
 _TIOCSTI = 0x5412
@@ -76,8 +86,8 @@ def _ret_errno(code: int) -> int:
     return 0x00050000 | code
 
 
-def seccomp_program(allow_fork: bool) -> bytes | None:
-    """A classic-BPF seccomp filter for this machine's architecture, or None if unknown.
+def seccomp_programs(allow_fork: bool) -> tuple[bytes, bytes] | None:
+    """The fork server's and each child's classic-BPF filters for this machine, or None if unknown.
 
     Denied calls fail with EPERM (so Python raises PermissionError); ``clone3`` fails with
     ENOSYS so the C library falls back to ``clone``, whose flags the filter can inspect.
@@ -90,34 +100,43 @@ def seccomp_program(allow_fork: bool) -> bytes | None:
         return None
     column = 0 if arch == "x86_64" else 1
     eperm = _ret_errno(errno.EPERM)
-    prog: list[tuple[int, int, int, int]] = [
+    start: list[tuple[int, int, int, int]] = [
         (_LD_ABS, 0, 0, 4),
         (_JEQ, 1, 0, _AUDIT_ARCH[arch]),
         (_RET, 0, 0, _RET_KILL),
         (_LD_ABS, 0, 0, 0),
     ]
     if arch == "x86_64":  # the x32 ABI would reach the same calls under other numbers
-        prog += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, eperm)]
-    denied = [numbers[column] for numbers in _DENIED.values()]
-    if not allow_fork:
-        denied += list(_FORK_ONLY.values()) if arch == "x86_64" else []
-    for number in denied:
-        prog += [(_JEQ, 0, 1, number), (_RET, 0, 0, eperm)]
-    prog += [(_JEQ, 0, 1, _CLONE3), (_RET, 0, 0, _ret_errno(errno.ENOSYS))]
+        start += [(_JGE, 0, 1, 0x40000000), (_RET, 0, 0, eperm)]
+    server = list(start)
+    for number in (numbers[column] for numbers in _DENIED.values()):
+        server += [(_JEQ, 0, 1, number), (_RET, 0, 0, eperm)]
+    server += [(_JEQ, 0, 1, _CLONE3), (_RET, 0, 0, _ret_errno(errno.ENOSYS))]
     # ioctl(fd, TIOCSTI) pushes input into a terminal: a classic escape.
-    prog += [(_JEQ, 0, 4, _IOCTL[column]), (_LD_ABS, 0, 0, 24), (_JEQ, 0, 1, _TIOCSTI)]
-    prog += [(_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)]
-    # clone: never a new namespace; without allow_fork, only threads.
-    mask = _CLONE_NEW_ANY
-    prog += [(_JEQ, 0, 5, _CLONE[column]), (_LD_ABS, 0, 0, 16), (_JSET, 0, 1, mask), (_RET, 0, 0, eperm)]
-    # JSET with k=0 never matches, so with allow_fork every remaining clone falls through to allow.
-    prog += [(_JSET, 1, 0, _CLONE_THREAD) if not allow_fork else (_JSET, 0, 1, 0)]
-    prog += [(_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)]
-    return b"".join(struct.pack("HBBI", code, jt, jf, k) for code, jt, jf, k in prog)
+    server += [(_JEQ, 0, 4, _IOCTL[column]), (_LD_ABS, 0, 0, 24), (_JEQ, 0, 1, _TIOCSTI)]
+    server += [(_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)]
+    # clone: never a new namespace.
+    server += [(_JEQ, 0, 3, _CLONE[column]), (_LD_ABS, 0, 0, 16), (_JSET, 0, 1, _CLONE_NEW_ANY)]
+    server += [(_RET, 0, 0, eperm), (_RET, 0, 0, _RET_ALLOW)]
+    child = list(start)
+    denied = [numbers[column] for numbers in _SESSION.values()]
+    if not allow_fork and arch == "x86_64":
+        denied += list(_FORK_ONLY.values())
+    for number in denied:
+        child += [(_JEQ, 0, 1, number), (_RET, 0, 0, eperm)]
+    if not allow_fork:  # clone: only threads
+        child += [(_JEQ, 0, 3, _CLONE[column]), (_LD_ABS, 0, 0, 16), (_JSET, 1, 0, _CLONE_THREAD)]
+        child += [(_RET, 0, 0, eperm)]
+    child += [(_RET, 0, 0, _RET_ALLOW)]
+    return _assemble(server), _assemble(child)
+
+
+def _assemble(program: list[tuple[int, int, int, int]]) -> bytes:
+    return b"".join(struct.pack("HBBI", code, jt, jf, k) for code, jt, jf, k in program)
 
 
 class SeccompFilter:
-    """A filter from :func:`seccomp_program`, laid out once so a child installs it in one call.
+    """A filter from :func:`seccomp_programs`, laid out once so a process installs it in one call.
 
     Args:
         program: the BPF program.
