@@ -112,7 +112,7 @@ def test_continuous_answers_equal_one_at_a_time_answers(tiny_backend: Any) -> No
     chats = [[{"role": "user", "content": text}] for text in texts]
     params = SamplingParams(max_new_tokens=6)
     alone = {i: tiny_backend.generate([c], params)[0].text for i, c in enumerate(chats)}
-    together = dict(answer(tiny_backend, list(enumerate(chats)), params, width=2))
+    together = dict(answer(tiny_backend, list(enumerate(chats)), params, width=2, continuous=True))
     assert together == alone  # every answer, each once, whatever the batch it decoded in
     scripted = dict(answer(ScriptedBackend("one two three"), list(enumerate(chats)), params, width=2))
     assert set(scripted) == set(alone)  # a backend without continuous batching answers in batches
