@@ -320,6 +320,7 @@ def guard_public(d: dict[str, Any]) -> list[str]:
         "",
         f"`{d['command']}` — guard `{d['guard']}` (files sha256 `{d['guard_sha256_16']}`), every item"
         + (f" (at most {d['max_per_set']} per set)" if d["max_per_set"] else "")
+        + (f", {d['max_traffic']:,} held-out real conversations (by hash)" if d.get("max_traffic") else "")
         + f"; {d['errors']} items failed.",
         "",
         "| system | XSTest prompts F1 | XSTest unsafe recall | XSTest safe flagged | XSTest responses F1 "

@@ -65,6 +65,9 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     parser.add_argument("--data-dir", type=Path, default=root.parent / "shared" / "data")
     parser.add_argument("--max-per-set", type=int, default=0, help="items per set, by hash (0: all)")
+    parser.add_argument(
+        "--max-traffic", type=int, default=0, help="held-out real conversations, by hash (0: all)"
+    )
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
 
@@ -93,7 +96,7 @@ def main() -> None:
     items += public.benign_traffic(args.data_dir, test)
     if recipe.real_traffic != "none":
         items += public.traffic_items(
-            recipe.real_traffic, recipe.real_traffic_heldout, recipe.real_traffic_turns, 0
+            recipe.real_traffic, recipe.real_traffic_heldout, recipe.real_traffic_turns, args.max_traffic
         )
     items = public.capped(items, args.max_per_set)
     stamp = fingerprint(guard.folder)[:16]
@@ -124,6 +127,7 @@ def main() -> None:
             "guard": args.guard if args.guard == "default" else Path(args.guard).name,
             "guard_sha256_16": stamp,
             "max_per_set": args.max_per_set,
+            "max_traffic": args.max_traffic,
             "thresholds": guard.thresholds,
             "rules": {"xstest_response": public.RESPONSE_RULE, "xstest_response_strict": public.STRICT_RULE},
             "errors": len([e for e in errors.records() if e["id"] not in results]),
