@@ -208,3 +208,15 @@ def test_bf16_training_follows_fp32_and_a_bad_precision_is_refused(tiny_backend:
     np.testing.assert_allclose(curves["bf16"]["train"], curves["no"]["train"], atol=0.05)
     with pytest.raises(ConfigError, match="classifier_precision"):
         Recipe(classifier_precision="fp8")
+
+
+def test_probe_batches_hold_every_row_once_and_rows_of_similar_length() -> None:
+    from alignlab.guard.probe import _length_batches
+
+    rng = np.random.default_rng(0)
+    order = rng.permutation(200)
+    lengths = {int(r): int(r) * 10 for r in order}  # row r is r*10 tokens long
+    batches = _length_batches(order, lengths, 8, rng)
+    assert sorted(int(r) for b in batches for r in b) == list(range(200))
+    spread = [max(lengths[int(r)] for r in b) - min(lengths[int(r)] for r in b) for b in batches]
+    assert np.median(spread) < 400  # a random batch of 8 of 200 would span about 1,500 tokens

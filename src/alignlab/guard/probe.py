@@ -133,11 +133,12 @@ def train_probe(
     history = []
     with progress_bar() as bar:
         task = bar.add_task("training the probe", total=epochs)
+        lengths = {int(r): len(store.rows(int(r))) for r in order}
         for epoch in range(epochs):
-            np.random.default_rng(seed + epoch).shuffle(order)
+            rng = np.random.default_rng(seed + epoch)
+            rng.shuffle(order)
             losses = []
-            for start in range(0, len(order), batch):
-                chunk = order[start : start + batch]
+            for chunk in _length_batches(order, lengths, batch, rng):
                 feats = [torch.as_tensor(np.asarray(store.rows(int(r)), dtype=np.float32)) for r in chunk]
                 x = nn.utils.rnn.pad_sequence(feats, batch_first=True)
                 _, mask = pad([[0] * len(f) for f in feats])
@@ -149,6 +150,23 @@ def train_probe(
             history.append(float(np.mean(losses)))
             bar.update(task, advance=1, description=f"training the probe (loss {history[-1]:.3f})")
     return probe.eval(), history
+
+
+def _length_batches(
+    order: npt.NDArray[np.int64], lengths: dict[int, int], batch: int, rng: np.random.Generator
+) -> list[npt.NDArray[np.int64]]:
+    """Batches of rows of similar length, in random order.
+
+    Within each run of 16 batches of the shuffled order, rows are sorted by length, so a
+    batch is padded to about its own rows' length and not to the longest conversation's.
+    """
+    out = []
+    window = 16 * batch
+    for start in range(0, len(order), window):
+        run = sorted(order[start : start + window].tolist(), key=lambda r: lengths[int(r)])
+        out += [np.array(run[i : i + batch]) for i in range(0, len(run), batch)]
+    rng.shuffle(out)
+    return out
 
 
 def max_scores(probe: LinearProbe, store: FeatureStore, rows: Sequence[int]) -> list[float]:
