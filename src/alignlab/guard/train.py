@@ -200,8 +200,11 @@ def train_guard(
         backbone = (recipe.classifier_backbone, load_backbone(recipe.classifier_backbone, policy))
     for view in VIEWS:
         folder = out / f"{view}_classifier"
-        if (folder / "classifier.json").is_file():
+        if (folder / "classifier.json").is_file():  # trained by an earlier run for the same key
             classifiers[view] = ExchangeClassifier.load(folder, policy.model)
+            card.setdefault("reused", []).append(view)
+            if (folder / "curves.json").is_file():  # its validation curves stay in the card
+                card[f"{view}_classifier_loss"] = json.loads((folder / "curves.json").read_text())
             continue
         model, history = fit_classifier(
             policy.model,
@@ -213,6 +216,7 @@ def train_guard(
             backbone=backbone,
         )
         model.save(folder)
+        (folder / "curves.json").write_text(json.dumps(history, indent=2) + "\n")
         classifiers[view] = model
         card[f"{view}_classifier_loss"] = history
     teacher = torch.sigmoid(
