@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from alignlab.code.problems import load_problems
-from alignlab.code.sandbox import IsolationWarning, Program, Sandbox, SandboxConfig, pool
+from alignlab.code.sandbox import IsolationWarning, Program, Sandbox, SandboxConfig, worker
 
 # Run in each worker before its fork server starts: wraps the stages, times them in the server
 # and in the child (which sends its marks on a pipe of its own), and adds them to the result.
@@ -150,10 +150,10 @@ def run(batch: list[Program], workers: int) -> dict[str, float]:
 
 def profile_stages(kind: str, repeat: int, workers: int) -> dict[str, Any]:
     """Run ``kind`` programs through instrumented workers; the figures per stage."""
-    pool._Worker.replies = []  # type: ignore[attr-defined]
+    worker._Worker.replies = []  # type: ignore[attr-defined]
     totals = run(programs(kind, repeat), workers)
     rows: dict[str, list[tuple[float, int]]] = {}
-    replies = pool._Worker.replies  # type: ignore[attr-defined]
+    replies = worker._Worker.replies  # type: ignore[attr-defined]
     for profile in replies:
         server, child = profile["server"], profile["child"]
         for name, ms, faults in stages(server):
@@ -262,16 +262,16 @@ def main() -> None:
         }
     else:
         patch = f"CHILD_STAGES = {args.child_stages}\n" + _PATCH
-        pool._BOOTSTRAP = pool._BOOTSTRAP.replace("main()\n", patch + "\nmain()\n")
-        read = pool._Worker.message
+        worker._BOOTSTRAP = worker._BOOTSTRAP.replace("main()\n", patch + "\nmain()\n")
+        read = worker._Worker.message
 
-        def keep(self: pool._Worker) -> dict[str, Any] | None:
+        def keep(self: worker._Worker) -> dict[str, Any] | None:
             message = read(self)
             if message is not None and "profile" in message:
-                pool._Worker.replies.append(message["profile"])  # type: ignore[attr-defined]
+                worker._Worker.replies.append(message["profile"])  # type: ignore[attr-defined]
             return message
 
-        pool._Worker.message = keep  # type: ignore[method-assign]
+        worker._Worker.message = keep  # type: ignore[method-assign]
         report["stages"] = {
             kind: profile_stages(kind, args.repeat, args.workers) for kind in ("canonical", "trivial")
         }
