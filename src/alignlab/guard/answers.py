@@ -3,8 +3,8 @@
 An answer is greedy, so it depends only on the policy, the answer length and the conversation
 it answers. :class:`AnswerCache` keys each one by a hash of those three and appends it to a
 JSONL file as soon as it exists: every data folder a recipe change creates, and every resumed
-run, reuses the answers already made. At the served length (256 tokens) an answer costs about
-1.5 s batched on a 2-core CPU, so this is what makes a retrain after a new data source cheap.
+run, reuses the answers already made. At the served length (256 tokens) answers are most of a
+data build's time, so this is what makes a retrain after a new data source cheap.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def answer(
     order, so prompts sorted by length share a batch). Batches are the default: a joining row
     is padded to the running batch's width and the key/value cache grows by copying, so one
     long conversation makes every row beside it pay for its length (measured: 4 answers a
-    minute against 20 on the long tail of real traffic).
+    minute against about 20 on the long tail of real traffic, in one data build on 2 cores).
     """
     if not continuous or not isinstance(policy, ContinuousBackend):
         for start in range(0, len(prompts), width):

@@ -50,7 +50,7 @@ def _existing(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(
             f"no data at {path}; run `alignlab guard data --recipe {recipe.name}` first "
-            "(about 30 minutes of policy answers on a 2-core CPU for the default recipe)"
+            "(the long step: the policy answers every exchange at 256 tokens; it resumes if stopped)"
         )
     from alignlab.guard.dataset import selected
 
