@@ -60,3 +60,22 @@ def test_claim_removes_parts_of_another_key(tmp_path: Path) -> None:
     (tmp_path / "probe").mkdir()
     assert claim(tmp_path, "a") is False and (tmp_path / "probe").exists()
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_guard_fingerprint_follows_what_scores_and_ignores_its_cards(tmp_path: Path) -> None:
+    from alignlab.guard.evaluate import fingerprint
+
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "guard.json").write_text('{"probe_threshold": 1.0}')
+    (tmp_path / "probe" / "probe.safetensors").write_bytes(b"weights")
+    (tmp_path / "card.json").write_text('{"evaluation": null}')
+    (tmp_path / "probe" / "curves.json").write_text("[]")
+    base = fingerprint(tmp_path)
+    (tmp_path / "card.json").write_text('{"evaluation": {"recall": 0.5}}')
+    (tmp_path / "probe" / "curves.json").write_text("[0.4]")
+    assert fingerprint(tmp_path) == base, "a card or a training curve does not change how the guard scores"
+    (tmp_path / "guard.json").write_text('{"probe_threshold": 2.0}')
+    assert fingerprint(tmp_path) != base, "a threshold does"
+    (tmp_path / "guard.json").write_text('{"probe_threshold": 1.0}')
+    (tmp_path / "probe" / "probe.safetensors").write_bytes(b"other weights")
+    assert fingerprint(tmp_path) != base, "so do weights"
