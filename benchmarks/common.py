@@ -98,6 +98,17 @@ def _scrub(argument: str) -> str:
     return name + equals + "PATH" if os.path.isabs(value) or value.startswith("~") else argument
 
 
+def guard_stamp(spec: str = "default") -> str:
+    """The first 16 hex digits of the sha256 of a guard folder's files (``default``: the shipped guard).
+
+    Each guard benchmark records it, so the docs can say when a figure was measured on another guard.
+    """
+    from alignlab.guard.evaluate import fingerprint
+    from alignlab.guard.load import guard_folder
+
+    return fingerprint(guard_folder(spec))[:16]
+
+
 def write(name: str, results: dict[str, Any]) -> Path:
     """Write ``results/NAME.json`` with the machine and the command that made it."""
     from alignlab import __version__

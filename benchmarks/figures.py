@@ -20,6 +20,30 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def shipped_guard() -> str:
+    from common import guard_stamp
+
+    return guard_stamp("default")
+
+
+def earlier_guard(d: dict[str, Any]) -> str:
+    """'' when a guard benchmark measured the shipped guard; else a sentence saying it did not."""
+    stamp = d.get("guard_sha256_16")
+    if stamp is None and d.get("guard") == "none":
+        return ""
+    if stamp == shipped_guard():
+        return ""
+    return (
+        f"**Measured on an earlier guard** (files sha256 `{stamp or 'not recorded'}`), not the one shipped now "
+        f"(`{shipped_guard()}`): rerun the command to measure the shipped guard."
+    )
+
+
+def earlier(d: dict[str, Any]) -> str:
+    """The headline suffix for a figure measured on another guard than the shipped one."""
+    return " (earlier guard)" if earlier_guard(d) else ""
+
+
 def pct(v: dict[str, Any] | None) -> str:
     if not v:
         return "-"
@@ -409,6 +433,8 @@ def document() -> str:
         data = load(name)
         if data is None:
             continue
+        if name.startswith("guard_") and (stale := earlier_guard(data)):
+            out += [stale, ""]
         out += render(data)
         if text.get(name):
             out += [text[name], ""]
@@ -421,24 +447,26 @@ def headline() -> list[str]:
     if (g := load("guard_table")) is not None:
         p = g["systems"]["production"]
         rows.append(
-            f"| guard: recall on harmful requests, production cascade | {pct(p['recall'])} | `guard_table.json` |"
+            f"| guard: recall on harmful requests, production cascade{earlier(g)} | {pct(p['recall'])} "
+            "| `guard_table.json` |"
         )
         rows.append(
-            f"| guard: flags on real chat requests | {pct(p['benign_traffic_flag_rate'])} | `guard_table.json` |"
+            f"| guard: flags on real chat requests{earlier(g)} | {pct(p['benign_traffic_flag_rate'])} "
+            "| `guard_table.json` |"
         )
-        rows.append(f"| guard: over-refusal | {pct(p['over_refusal'])} | `guard_table.json` |")
+        rows.append(f"| guard: over-refusal{earlier(g)} | {pct(p['over_refusal'])} | `guard_table.json` |")
     if (gp := load("guard_public")) is not None:
         prod = gp["systems"]["production"]
         best = max(gp["published"], key=lambda row: row["f1"])
         rows.append(
-            f"| guard: XSTest response classification F1, all {prod['xstest_response']['n']:,} completions "
-            f"(published, other items: {best['guard']} {best['f1']:.1f}) | {100 * prod['xstest_response']['f1']:.1f} "
+            f"| guard: XSTest response classification F1, all {prod['xstest_response']['n']:,} completions"
+            f"{earlier(gp)} (published, other items: {best['guard']} {best['f1']:.1f}) | {100 * prod['xstest_response']['f1']:.1f} "
             "| `guard_public.json` |"
         )
         if (traffic := prod["benign_flag_rate"].get("real_traffic_heldout")) is not None:
             lo, hi = traffic["interval"]
             rows.append(
-                f"| guard: held-out real chat traffic flagged, prompt level | {traffic['rate']:.1%} "
+                f"| guard: held-out real chat traffic flagged, prompt level{earlier(gp)} | {traffic['rate']:.1%} "
                 f"[{lo:.1%}, {hi:.1%}] (n={traffic['n']:,}) | `guard_public.json` |"
             )
     if (gl := load("guard_load")) is not None:
@@ -449,7 +477,8 @@ def headline() -> list[str]:
             else ""
         )
         rows.append(
-            f"| guarded proxy: cost in tokens/s under load ({gl['clients']} clients) | {gl['guard_tok_s_cost']:.1%}"
+            f"| guarded proxy: cost in tokens/s under load ({gl['clients']} clients){earlier(gl)} "
+            f"| {gl['guard_tok_s_cost']:.1%}"
             f"{worst}; tokens released unread: {stats.get('released_unread', '-')} | `guard_load.json` |"
         )
     if (m := load("models")) is not None:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import median, percentile, served, write
+from common import guard_stamp, median, percentile, served, write
 from models import chats
 from serve import one
 
@@ -156,6 +156,7 @@ def main() -> None:
     write(
         "guard_load",
         {
+            "guard_sha256_16": guard_stamp("default"),
             "clients": args.clients,
             "seconds": args.seconds,
             "max_tokens": args.tokens,

@@ -20,7 +20,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from common import RESULTS, served, write
+from common import RESULTS, guard_stamp, served, write
 
 from alignlab.guard.redteam import RedTeamConfig, output_folder, run_redteam
 
@@ -55,6 +55,7 @@ def main() -> None:
         {
             "model": args.model,
             "guard": args.guard,
+            "guard_sha256_16": guard_stamp(args.guard) if args.guard != "none" else None,
             "suite": report["suite"],
             "garak_version": report["garak_version"],
             "aggregation": report["aggregation"],

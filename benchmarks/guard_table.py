@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, write
+from common import RESULTS, guard_stamp, write
 
 
 def main() -> None:
@@ -68,6 +68,8 @@ def main() -> None:
     write(
         "guard_table",
         {
+            "guard": args.guard,
+            "guard_sha256_16": guard_stamp(args.guard),
             "max_per_set": args.max_per_set,
             "systems": rows,
             "escalation_rate": results["escalation_rate"],

@@ -273,12 +273,20 @@ def eval_items(
     return items
 
 
+DESCRIPTIVE = frozenset({"card.json", "curves.json"})  # say how a guard was made; never read to score
+
+
 def fingerprint(folder: Path) -> str:
-    """A hash of every file of a guard folder: scores made by another guard are not reused."""
+    """A hash of the files of a guard folder that decide its scores: weights, heads, thresholds.
+
+    Scores made by another guard are not reused, and benchmarks record it to name the guard they
+    measured. Cards and training curves are left out: writing an evaluation into a card does not
+    make it another guard.
+    """
     import hashlib
 
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in DESCRIPTIVE):
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

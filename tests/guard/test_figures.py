@@ -1,0 +1,38 @@
+"""Guard figures in the docs say when they were measured on a guard other than the shipped one."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def figures(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("bench_figures", BENCHMARKS / "figures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_figures", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_guard_figure_of_another_guard_is_labelled_and_one_of_the_shipped_guard_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alignlab.guard.evaluate import fingerprint
+    from alignlab.guard.load import packaged_guard
+
+    module = figures(monkeypatch)
+    shipped = fingerprint(packaged_guard())[:16]
+    assert module.earlier_guard({"guard_sha256_16": shipped}) == ""
+    assert module.earlier({"guard_sha256_16": shipped}) == ""
+    other = module.earlier_guard({"guard_sha256_16": "0" * 16})
+    assert "earlier guard" in other and shipped in other and "0" * 16 in other
+    assert module.earlier({}) == " (earlier guard)", "no stamp is not the shipped guard"
+    assert module.earlier_guard({"guard": "none", "guard_sha256_16": None}) == "", "unguarded: no guard"
