@@ -34,14 +34,14 @@ def earlier_guard(d: dict[str, Any]) -> str:
     if stamp == shipped_guard():
         return ""
     return (
-        f"**Measured on an earlier guard** (files sha256 `{stamp or 'not recorded'}`), not the one shipped now "
+        f"**Measured on another guard** (files sha256 `{stamp or 'not recorded'}`) than the one shipped now "
         f"(`{shipped_guard()}`): rerun the command to measure the shipped guard."
     )
 
 
 def earlier(d: dict[str, Any]) -> str:
     """The headline suffix for a figure measured on another guard than the shipped one."""
-    return " (earlier guard)" if earlier_guard(d) else ""
+    return " (another guard than the shipped one)" if earlier_guard(d) else ""
 
 
 def pct(v: dict[str, Any] | None) -> str:
