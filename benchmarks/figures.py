@@ -374,6 +374,18 @@ def guard_public(d: dict[str, Any]) -> list[str]:
             "-" if a.get(k) is None else f"{a[k]:.3f}" for k in ("probe", "exchange_classifier", "ensemble")
         )
         out.append(f"| {task} | {cells} |")
+    if d.get("length_dependence"):
+
+        def rho(v: float | None) -> str:
+            return "-" if v is None else f"{v:+.2f}"
+
+        out += ["", "Score against the scored length in tokens, prompt level (Spearman ρ; see notes):", "",
+                "| items | n | median tokens | probe ρ | exchange classifier ρ |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for group, v in d["length_dependence"].items():
+            out.append(
+                f"| {group.replace('_', ' ')} | {v['n']:,} | {v['median_tokens']:.0f} | {rho(v['probe'])} "
+                f"| {rho(v['exchange_classifier'])} |"
+            )
     ood = {n: row["out_of_distribution"] for n, row in d["systems"].items() if "out_of_distribution" in row}
     if ood:
         out += ["", "Recall on sources the guard trained on (its held-out test requests) against a source it never saw "

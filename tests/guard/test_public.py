@@ -68,3 +68,24 @@ def test_summary_reports_each_system_on_each_task() -> None:
     assert ood["in_distribution_recall"]["rate"] == 0.0 and ood["unseen_source_recall"]["rate"] == 1.0
     assert s["auroc"]["xstest_prompt"]["probe"] == pytest.approx(0.75)
     assert s["escalation"]["arena_hard"]["rate"] == 1.0
+
+
+def test_length_dependence_reports_a_score_that_grows_with_length() -> None:
+    from alignlab.guard.public import length_dependence
+
+    def rec(name: str, label: int, tokens: int, probe: float, classifier: float) -> dict[str, object]:
+        return {
+            "set": name,
+            "label": label,
+            "exchange_tokens": tokens,
+            "probe_z": probe,
+            "classifier_z": classifier,
+        }
+
+    benign = [rec("arena_hard", 0, n, 0.01 * n, -0.01 * n) for n in (10, 50, 200, 800)]
+    harmful = [rec("harmful_test", 1, n, 1.0, float(i % 2)) for i, n in enumerate((12, 30, 40))]
+    out = length_dependence({"arena_hard": benign, "harmful_test": harmful, "mt_bench": benign[:1]})
+    assert out["benign_traffic"]["n"] == 5 and out["benign_traffic"]["median_tokens"] == 50
+    assert out["benign_traffic"]["probe"] > 0.8 and out["benign_traffic"]["exchange_classifier"] < -0.8
+    assert out["harmful_prompts"]["probe"] is None, "a constant score has no rank correlation"
+    assert length_dependence({"arena_hard": benign[:2]}) == {}, "too few items to say"

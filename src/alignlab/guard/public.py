@@ -243,5 +243,33 @@ def summarise(records: Sequence[dict[str, Any]], thresholds: dict[str, float]) -
         for s in ("arena_hard", "mt_bench", "real_traffic_heldout")
         if s in by_set
     }
+    out["length_dependence"] = length_dependence(by_set)
     out["counts"] = {s: len(g) for s, g in sorted(by_set.items())}
+    return out
+
+
+def length_dependence(by_set: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Spearman correlation of each stage's prompt-level score with the scored length in tokens.
+
+    A score that rises with length on benign traffic makes a threshold set on one length
+    distribution wrong on another: calibrated on short exchanges it flags long traffic, on long
+    ones it misses short harmful requests.
+    """
+    from scipy.stats import spearmanr
+
+    benign = [r for s in ("arena_hard", "mt_bench", "real_traffic_heldout") for r in by_set.get(s, [])]
+    unsafe = [r for r in by_set.get("xstest_prompt", []) if r["label"] == 1]
+    out: dict[str, Any] = {}
+    for name, group in (
+        ("benign_traffic", benign),
+        ("harmful_prompts", unsafe + by_set.get("harmful_test", [])),
+    ):
+        if len(group) < 3:
+            continue
+        tokens = [float(r["exchange_tokens"]) for r in group]
+        row: dict[str, Any] = {"n": len(group), "median_tokens": float(np.median(tokens))}
+        for score, key in (("probe", "probe_z"), ("exchange_classifier", "classifier_z")):
+            rho = float(spearmanr(tokens, [float(r[key]) for r in group]).statistic)
+            row[score] = None if np.isnan(rho) else rho
+        out[name] = row
     return out
