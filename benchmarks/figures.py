@@ -345,7 +345,14 @@ def guard_public(d: dict[str, Any]) -> list[str]:
         f"`{d['command']}` — guard `{d['guard']}` (files sha256 `{d['guard_sha256_16']}`), every item"
         + (f" (at most {d['max_per_set']} per set)" if d["max_per_set"] else "")
         + (f", {d['max_traffic']:,} held-out real conversations (by hash)" if d.get("max_traffic") else "")
-        + f"; {d['errors']} items failed.",
+        + f"; {d['errors']} items failed"
+        + (
+            "; **a partial run**: unscored, the longest of each set (items are scored shortest first): "
+            + ", ".join(f"{name} {n:,}" for name, n in d["unscored"].items())
+            if d.get("unscored")
+            else ""
+        )
+        + ".",
         "",
         "| system | XSTest prompts F1 | XSTest unsafe recall | XSTest safe flagged | XSTest responses F1 "
         "(strict) | arena-hard flagged | MT-bench flagged | real traffic flagged |",

@@ -69,6 +69,11 @@ def main() -> None:
         "--max-traffic", type=int, default=0, help="held-out real conversations, by hash (0: all)"
     )
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="summarise the items scored so far and score none (a partial run, labelled as one)",
+    )
     args = parser.parse_args()
 
     from alignlab.core.progress import progress_bar
@@ -111,6 +116,11 @@ def main() -> None:
         (i for i in items if i["id"] not in results),
         key=lambda i: len(str(i["messages"])) + len(i["response"]),
     )
+    unscored: dict[str, int] = {}
+    if args.summarise_only:
+        for i in todo:
+            unscored[str(i["set"])] = unscored.get(str(i["set"]), 0) + 1
+        todo = []
     with progress_bar() as bar:
         task = bar.add_task("scoring public sets", total=len(items), completed=len(items) - len(todo))
         for start in range(0, len(todo), args.batch):
@@ -131,6 +141,7 @@ def main() -> None:
             "thresholds": guard.thresholds,
             "rules": {"xstest_response": public.RESPONSE_RULE, "xstest_response_strict": public.STRICT_RULE},
             "errors": len([e for e in errors.records() if e["id"] not in results]),
+            "unscored": unscored,  # a partial run: items left unscored per set (the longest ones)
             **summary,
             "published": PUBLISHED,
             "published_notes": NOTES,
