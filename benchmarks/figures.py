@@ -7,6 +7,7 @@ python benchmarks/figures.py --check   # fail if either is out of date
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ def load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+@functools.cache
 def shipped_guard() -> str:
     from common import guard_stamp
 

@@ -73,7 +73,8 @@ def test_a_guard_fingerprint_follows_what_scores_and_ignores_its_cards(tmp_path:
     base = fingerprint(tmp_path)
     (tmp_path / "card.json").write_text('{"evaluation": {"recall": 0.5}}')
     (tmp_path / "probe" / "curves.json").write_text("[0.4]")
-    assert fingerprint(tmp_path) == base, "a card or a training curve does not change how the guard scores"
+    (tmp_path / "fingerprint").write_text("training key\n")
+    assert fingerprint(tmp_path) == base, "a card, a curve or the training key does not change how it scores"
     (tmp_path / "guard.json").write_text('{"probe_threshold": 2.0}')
     assert fingerprint(tmp_path) != base, "a threshold does"
     (tmp_path / "guard.json").write_text('{"probe_threshold": 1.0}')

@@ -273,15 +273,17 @@ def eval_items(
     return items
 
 
-DESCRIPTIVE = frozenset({"card.json", "curves.json"})  # say how a guard was made; never read to score
+# Say how a guard was made (its card, training curves, the training key); never read to score.
+DESCRIPTIVE = frozenset({"card.json", "curves.json", "fingerprint"})
 
 
 def fingerprint(folder: Path) -> str:
     """A hash of the files of a guard folder that decide its scores: weights, heads, thresholds.
 
     Scores made by another guard are not reused, and benchmarks record it to name the guard they
-    measured. Cards and training curves are left out: writing an evaluation into a card does not
-    make it another guard.
+    measured. Cards, training curves and the training key are left out: writing an evaluation
+    into a card, or copying a trained guard into the package without its key, does not make it
+    another guard.
     """
     import hashlib
 
