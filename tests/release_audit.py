@@ -21,13 +21,26 @@ ESCALATED = {"probe_threshold": -INF, "ensemble_threshold": INF}  # always escal
 FLAGGED = {"probe_threshold": -INF, "ensemble_threshold": -INF}  # flagged as soon as the classifier reads
 
 
-def edited_guard(tiny_guard: Path, tmp_path: Path, **thresholds: float) -> Path:
-    """A copy of the tiny guard with some thresholds replaced (escalation and flags forced)."""
+LENGTH_REFERENCE = {"positions": [1, 4, 16, 64], "values": [-0.4, 0.1, 0.3, 0.9]}
+"""A steep length reference, so a served score that ignored it would differ from a checked one."""
+
+
+def edited_guard(
+    tiny_guard: Path, tmp_path: Path, length_reference: dict[str, Any] | None = None, **thresholds: float
+) -> Path:
+    """A copy of the tiny guard with some thresholds replaced (escalation and flags forced).
+
+    With ``length_reference`` the copy's probe reports length-adjusted scores.
+    """
     folder = tmp_path / "guard"
     shutil.copytree(tiny_guard, folder)
     spec = json.loads((folder / "guard.json").read_text())
     spec.update(thresholds)
     (folder / "guard.json").write_text(json.dumps(spec))
+    if length_reference is not None:
+        meta = json.loads((folder / "probe" / "probe.json").read_text())
+        meta["length_reference"] = length_reference
+        (folder / "probe" / "probe.json").write_text(json.dumps(meta))
     return folder
 
 

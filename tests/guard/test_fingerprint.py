@@ -52,6 +52,28 @@ def test_a_changed_recipe_retrains_instead_of_reusing(tiny_backend: Any, tmp_pat
     assert "reused" not in more and more["fingerprint"] != first["fingerprint"], "new data"
 
 
+def test_a_length_reference_recalibrates_without_retraining(tiny_backend: Any, tmp_path: Path) -> None:
+    from alignlab.guard.probe import LinearProbe
+    from alignlab.guard.train import train_guard
+
+    recipe = Recipe(
+        policy="tiny", classifier_layers=1, probe_epochs=1, probe_layer_stride=1, target_escalation=0.5
+    )
+    out, work = tmp_path / "guard", tmp_path / "work"
+    first = train_guard(recipe, tiny_records(), tiny_backend, work, out)
+    assert LinearProbe.load(out / "probe").reference is None
+    adjusted = train_guard(
+        replace(recipe, probe_length_reference="benign-median"), tiny_records(), tiny_backend, work, out
+    )
+    assert adjusted["fingerprint"] == first["fingerprint"] and "exchange" in adjusted["reused"]
+    reference = LinearProbe.load(out / "probe").reference
+    assert reference is not None and reference.positions[0] == 1
+    assert adjusted["probe_length_reference"]["rows"] == 24, "every benign training exchange"
+    spec = json.loads((out / "guard.json").read_text())
+    assert spec["probe_length_reference"] == "benign-median"
+    assert spec["probe_threshold"] != first["thresholds"]["probe_threshold"], "calibrated on adjusted scores"
+
+
 def test_claim_removes_parts_of_another_key(tmp_path: Path) -> None:
     (tmp_path / "probe").mkdir()
     (tmp_path / "guard.json").write_text("{}")

@@ -12,7 +12,15 @@ import torch
 from alignlab.guard.cascade import calibrate, rate_threshold
 from alignlab.guard.classifier import ExchangeClassifier, streaming_loss
 from alignlab.guard.features import FeatureStore
-from alignlab.guard.probe import LinearProbe, max_scores, probe_loss, train_probe, window_mean
+from alignlab.guard.probe import (
+    LengthReference,
+    LinearProbe,
+    fit_length_reference,
+    max_scores,
+    probe_loss,
+    train_probe,
+    window_mean,
+)
 from alignlab.guard.recipe import Recipe
 from alignlab.models.padding import pad
 
@@ -72,6 +80,44 @@ def test_the_probe_learns_a_signal_and_round_trips(tmp_path: Path) -> None:
     probe.save(tmp_path / "p")
     again = LinearProbe.load(tmp_path / "p")
     assert max_scores(again, store, [1, 2]) == pytest.approx(max_scores(probe, store, [1, 2]), abs=1e-5)
+
+
+def test_a_length_reference_takes_the_growth_of_the_peak_out_of_benign_scores() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    # benign noise: a longer exchange's running peak is higher only because it is longer
+    benign = [rng.standard_normal(int(n)).tolist() for n in rng.integers(4, 400, size=300)]
+    reference = fit_length_reference(benign)
+    assert reference.positions[:3] == (1, 2, 4) and reference.positions[-1] <= 256
+    assert list(reference.values) == sorted(reference.values), "a peak can only grow"
+    raw = [max(t) for t in benign]
+    adjusted = [max(np.asarray(t) - reference.at(np.arange(1, len(t) + 1))) for t in benign]
+    lengths = [len(t) for t in benign]
+    assert spearmanr(lengths, raw).statistic > 0.5
+    assert abs(spearmanr(lengths, adjusted).statistic) < 0.15
+    # interpolation in log length, constant beyond the ends
+    two = LengthReference((2, 8), (1.0, 2.0))
+    assert two.at([1, 2, 4, 8, 100]).tolist() == pytest.approx([1.0, 1.0, 1.5, 2.0, 2.0])
+    assert LengthReference.from_dict(two.to_dict()) == two
+    with pytest.raises(ValueError, match="20 benign exchanges"):
+        fit_length_reference(benign[:5])
+
+
+def test_a_probe_with_a_reference_streams_adjusted_scores_and_round_trips(tmp_path: Path) -> None:
+    store, labels = synthetic_store()
+    probe, _ = train_probe(store, list(range(60)), labels, [1], window=4, epochs=2, lr=0.05)
+    raw = probe.stream_scores(store.rows(3))
+    probe.reference = LengthReference((1, 4), (0.5, 1.5))
+    adjusted = probe.stream_scores(store.rows(3))
+    assert adjusted != pytest.approx(raw)
+    assert probe.stream_scores(store.rows(3), raw=True) == pytest.approx(raw)
+    offsets = probe.reference.at(np.arange(1, len(raw) + 1))
+    assert adjusted == pytest.approx((np.asarray(raw) - offsets).tolist())
+    probe.save(tmp_path / "p")
+    again = LinearProbe.load(tmp_path / "p")
+    assert again.reference == probe.reference
+    assert again.stream_scores(store.rows(3)) == pytest.approx(adjusted, abs=1e-5)
 
 
 def test_thresholds_meet_their_target_rates() -> None:

@@ -17,7 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
-from release_audit import ESCALATED, FLAGGED, INF, UPSTREAM_REPLY, Audit, chat, edited_guard, stream_chat
+from release_audit import (
+    ESCALATED,
+    FLAGGED,
+    INF,
+    LENGTH_REFERENCE,
+    UPSTREAM_REPLY,
+    Audit,
+    chat,
+    edited_guard,
+    stream_chat,
+)
 from support import LiveServer
 
 from alignlab.models.scripted import ScriptedBackend
@@ -118,7 +128,12 @@ def test_a_flag_mid_stream_ends_with_the_refusal_as_its_own_delta(
     assert stats["released_unread"] == 0 and stats["flagged"] == 2
 
 
-@pytest.mark.parametrize("local_server", [ESCALATED], indirect=True)
+@pytest.mark.parametrize(
+    "local_server",
+    [ESCALATED, {**ESCALATED, "length_reference": LENGTH_REFERENCE}],
+    indirect=True,
+    ids=["raw", "length-adjusted"],
+)
 def test_check_gives_the_served_verdict(local_server: Any, tiny_backend: Any) -> None:
     conversation = [{"role": "user", "content": "what is the capital of france"}]
     # 12 tokens: the random model's answer is still its tokenizer's own split of the text there

@@ -3,7 +3,7 @@
 The data folder is keyed by the recipe fields that shape the data, the constitution, the
 dataset seeds read from the shared data and the evaluation items it is decontaminated
 against; a trained guard (classifiers, probe, thresholds and cached activations) by every
-recipe field and the exchanges it was trained on. Changing any
+recipe field (but those that shape only calibration) and the exchanges it was trained on. Changing any
 of them gives a new fingerprint: a new data folder, and a guard folder whose stale parts are
 removed and rebuilt. The guard's ``guard.json`` and card record the fingerprint.
 """
@@ -85,10 +85,19 @@ def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | No
     )
 
 
+CALIBRATION_FIELDS = ("probe_length_reference",)
+"""Recipe fields that shape only the probe's calibration, which every training run redoes.
+
+They stay out of the trained parts' key, so changing one keeps the classifiers and the cached
+activations; ``guard.json`` and the card record their values.
+"""
+
+
 def guard_fingerprint(recipe: Recipe, records: Sequence[dict[str, Any]]) -> str:
-    """A trained guard's key: every recipe field and the exchanges it learns from."""
+    """A trained guard's key: every recipe field but :data:`CALIBRATION_FIELDS`, and the exchanges."""
     rows = [[r["id"], r["messages"], r["response"], r["label"], r["split"]] for r in records]
-    return digest({"recipe": asdict(recipe), "records": digest(rows)})
+    fields = {k: v for k, v in asdict(recipe).items() if k not in CALIBRATION_FIELDS}
+    return digest({"recipe": fields, "records": digest(rows)})
 
 
 def claim(folder: Path, fingerprint: str) -> bool:

@@ -7,13 +7,21 @@ position's cross-entropy by a softmax over the smoothed logits (temperature 1), 
 positions where the probe is most confident carry the exchange. Labels are soft: the
 exchange classifier's score as teacher, mixed with the data label. At inference an
 exponential moving average replaces the window, so the probe streams one token at a time.
+
+The probe's score is the highest moving average so far, and a maximum grows with the number
+of tokens it is taken over: long benign conversations reach higher peaks than short ones. A
+:class:`LengthReference` (fitted on benign training traffic, see :func:`fit_length_reference`)
+removes that growth: after ``n`` scored tokens the probe reports its moving average minus the
+typical benign peak after ``n`` tokens, so one threshold means the same at every length.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,14 +31,76 @@ from torch import nn
 from alignlab.guard.features import FeatureStore
 
 
+@dataclass(frozen=True)
+class LengthReference:
+    """The typical benign peak of the probe's moving average after ``n`` scored tokens.
+
+    Stored at ``positions`` (scored-token counts, increasing) with non-decreasing ``values``;
+    between them it is interpolated linearly in ``log n``, beyond them held constant.
+    """
+
+    positions: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.positions or len(self.positions) != len(self.values):
+            raise ValueError("a length reference needs as many values as positions, at least one")
+
+    def at(self, counts: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The reference after each of ``counts`` scored tokens (counts start at 1)."""
+        logs = np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1.0))
+        return np.interp(logs, np.log(np.asarray(self.positions, dtype=np.float64)), self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"positions": list(self.positions), "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LengthReference:
+        return cls(tuple(int(p) for p in data["positions"]), tuple(float(v) for v in data["values"]))
+
+
+def fit_length_reference(
+    trajectories: Sequence[Sequence[float]], *, min_rows: int = 20, quantile: float = 0.5
+) -> LengthReference:
+    """The benign running peak's ``quantile`` after 1, 2, 4, … scored tokens.
+
+    ``trajectories`` are raw moving averages of benign exchanges, token by token. At each
+    power of two ``n`` that at least ``min_rows`` exchanges reach, the reference is the
+    quantile over those exchanges of their peak after ``n`` tokens, kept non-decreasing by a
+    running maximum (a peak can only grow).
+
+    Raises:
+        ValueError: fewer than ``min_rows`` exchanges.
+    """
+    if len(trajectories) < min_rows:
+        raise ValueError(f"a length reference needs {min_rows} benign exchanges, got {len(trajectories)}")
+    peaks = [np.maximum.accumulate(np.asarray(t, dtype=np.float64)) for t in trajectories if len(t)]
+    lengths = np.array([len(p) for p in peaks])
+    positions, values = [], []
+    n = 1
+    while (lengths >= n).sum() >= min_rows:
+        positions.append(n)
+        values.append(float(np.quantile([p[n - 1] for p in peaks if len(p) >= n], quantile)))
+        n *= 2
+    return LengthReference(tuple(positions), tuple(np.maximum.accumulate(values).tolist()))
+
+
 class LinearProbe(nn.Module):
-    """Per-token logits from standardised concatenated activations."""
+    """Per-token logits from standardised concatenated activations.
+
+    With a ``reference`` the streamed scores are length-adjusted (see the module docstring).
+    """
 
     mean: torch.Tensor
     std: torch.Tensor
 
     def __init__(
-        self, mean: torch.Tensor, std: torch.Tensor, layers: Sequence[int], window: int = 16
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        layers: Sequence[int],
+        window: int = 16,
+        reference: LengthReference | None = None,
     ) -> None:
         super().__init__()
         self.register_buffer("mean", mean.float())
@@ -38,6 +108,7 @@ class LinearProbe(nn.Module):
         self.linear = nn.Linear(mean.numel(), 1)
         self.layers = list(layers)
         self.window = window
+        self.reference = reference
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.linear((features.float() - self.mean) / self.std).squeeze(-1)
@@ -48,15 +119,28 @@ class LinearProbe(nn.Module):
         """The EMA rate whose memory matches the training window."""
         return 2.0 / (self.window + 1)
 
+    def adjust(self, ema: Sequence[float], first: int = 1) -> list[float]:
+        """Moving averages after ``first``, ``first + 1``, … scored tokens, less the length reference."""
+        if self.reference is None:
+            return list(ema)
+        offsets = self.reference.at(np.arange(first, first + len(ema)))
+        adjusted: list[float] = (np.asarray(ema, dtype=np.float64) - offsets).tolist()
+        return adjusted
+
     @torch.inference_mode()
-    def stream_scores(self, features: torch.Tensor | npt.NDArray[np.float16]) -> list[float]:
-        """The EMA of per-token logits over one exchange, token by token (what serving sees)."""
+    def stream_scores(
+        self, features: torch.Tensor | npt.NDArray[np.float16], *, raw: bool = False
+    ) -> list[float]:
+        """The EMA of per-token logits over one exchange, token by token (what serving sees).
+
+        Length-adjusted where the probe has a reference, unless ``raw``.
+        """
         logits = self.forward(torch.as_tensor(np.array(features, dtype=np.float32))).tolist()
         ema, out = logits[0], []
         for z in logits:
             ema = self.alpha * z + (1 - self.alpha) * ema
             out.append(ema)
-        return out
+        return out if raw else self.adjust(out)
 
     def save(self, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -64,7 +148,10 @@ class LinearProbe(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {"mean": self.mean, "std": self.std, "weight": self.linear.weight, "bias": self.linear.bias}
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(folder / "probe.safetensors"))
-        (folder / "probe.json").write_text(json.dumps({"layers": self.layers, "window": self.window}))
+        meta: dict[str, Any] = {"layers": self.layers, "window": self.window}
+        if self.reference is not None:
+            meta["length_reference"] = self.reference.to_dict()
+        (folder / "probe.json").write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, folder: Path) -> LinearProbe:
@@ -72,7 +159,14 @@ class LinearProbe(nn.Module):
 
         meta = json.loads((folder / "probe.json").read_text())
         t = load_file(str(folder / "probe.safetensors"))
-        probe = cls(t["mean"], t["std"], meta["layers"], meta["window"])
+        reference = meta.get("length_reference")
+        probe = cls(
+            t["mean"],
+            t["std"],
+            meta["layers"],
+            meta["window"],
+            LengthReference.from_dict(reference) if reference is not None else None,
+        )
         probe.linear.load_state_dict({"weight": t["weight"], "bias": t["bias"]})
         return probe.eval()
 

@@ -90,6 +90,11 @@ class Recipe:
     )
     target_escalation: float = option(0.055, "share of benign training traffic stage 1 escalates")
     target_flag_rate: float = option(0.005, "share of benign training traffic the cascade flags")
+    probe_length_reference: str = option(
+        "none",
+        "benign-median: the probe's score is its excess over the median benign peak at the same "
+        "scored length (fitted on benign training traffic); none: the raw peak",
+    )
     probe_weight: float = option(0.55, "weight of the probe in the stage-2 ensemble (classifier: 1 - this)")
     decontam_jaccard: float = option(
         0.6, "drop training items with this character 5-gram Jaccard to any evaluation item (or more)"
@@ -127,6 +132,10 @@ class Recipe:
         self.window  # noqa: B018 (validates the window fields: ConfigError on a bad one)
         if self.classifier_precision not in ("no", "bf16"):
             raise ConfigError(f"classifier_precision must be no or bf16, not {self.classifier_precision!r}")
+        if self.probe_length_reference not in ("none", "benign-median"):
+            raise ConfigError(
+                f"probe_length_reference must be none or benign-median, not {self.probe_length_reference!r}"
+            )
 
     @property
     def window(self) -> Window:

@@ -47,6 +47,7 @@ class ProbeSession:
         self.peak = float("-inf")
         self.stream: ClassifierStream | None = None
         self.probe_read = 0
+        self.probe_scored = 0  # scored tokens (window and response) the probe has read
         self.ended = False
         self.last: Verdict = Verdict(False, PROBE)
         self.trace: list[dict[str, float | None]] = []
@@ -69,10 +70,14 @@ class ProbeSession:
     def _probe(self, hidden: Any, skip: int = 0) -> None:
         start = time.perf_counter()
         feats = layer_features(hidden, self.guard.probe.layers)[skip:].astype(np.float32)
-        alpha = self.guard.probe.alpha
-        for z in self.guard.probe(torch.as_tensor(feats)).tolist():
-            self.ema = z if self.ema is None else alpha * z + (1 - alpha) * self.ema
-            self.peak = max(self.peak, self.ema)
+        probe = self.guard.probe
+        emas = []
+        for z in probe(torch.as_tensor(feats)).tolist():
+            self.ema = z if self.ema is None else probe.alpha * z + (1 - probe.alpha) * self.ema
+            emas.append(self.ema)
+        adjusted = probe.adjust(emas, first=self.probe_scored + 1)  # length-adjusted where fitted
+        self.probe_scored += len(emas)
+        self.peak = max([self.peak, *adjusted])
         self.probe_seconds += time.perf_counter() - start
 
     def _decide(self) -> Verdict | None:

@@ -176,7 +176,7 @@ def train_guard(
     from alignlab.guard.cascade import calibrate
     from alignlab.guard.features import extract, probe_layers
     from alignlab.guard.fingerprint import claim, guard_fingerprint
-    from alignlab.guard.probe import max_scores, train_probe
+    from alignlab.guard.probe import fit_length_reference, max_scores, train_probe
 
     started = time.perf_counter()
     fingerprint = guard_fingerprint(recipe, records)
@@ -228,9 +228,13 @@ def train_guard(
     probe, probe_history = train_probe(
         store, fit, soft, layers, window=recipe.probe_window, epochs=recipe.probe_epochs, seed=recipe.seed
     )
-    probe.save(out / "probe")
     card["probe_loss"] = probe_history
     calib = [i for i, r in enumerate(role) if r == "calib" and records[i]["label"] == 0]
+    if recipe.probe_length_reference == "benign-median":
+        benign = [i for i, r in enumerate(role) if r != "test" and records[i]["label"] == 0]
+        probe.reference = fit_length_reference([probe.stream_scores(store.rows(i), raw=True) for i in benign])
+        card["probe_length_reference"] = {"rows": len(benign), **probe.reference.to_dict()}
+    probe.save(out / "probe")
     probe_z = max_scores(probe, store, calib)
     calib_scores = {v: exchange_scores(classifiers[v], [tokens[v][i].scored for i in calib]) for v in VIEWS}
     thresholds = calibrate(
@@ -240,6 +244,7 @@ def train_guard(
         "policy": recipe.policy,
         "window": recipe.window.to_dict(),
         "fingerprint": fingerprint,
+        "probe_length_reference": recipe.probe_length_reference,
         **thresholds,
     }
     (out / "guard.json").write_text(json.dumps(spec, indent=2))
