@@ -69,6 +69,7 @@ def test_a_length_reference_recalibrates_without_retraining(tiny_backend: Any, t
     reference = LinearProbe.load(out / "probe").reference
     assert reference is not None and reference.positions[0] == 1
     assert adjusted["probe_length_reference"]["rows"] == 24, "every benign training exchange"
+    assert set(adjusted["probe_length_reference"]["calibration_spearman"]) == {"rows", "raw", "adjusted"}
     spec = json.loads((out / "guard.json").read_text())
     assert spec["probe_length_reference"] == "benign-median"
     assert spec["probe_threshold"] != first["thresholds"]["probe_threshold"], "calibrated on adjusted scores"

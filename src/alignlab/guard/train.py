@@ -148,6 +148,20 @@ def validation_loss(
     return float(np.mean(losses))
 
 
+def length_dependence(probe: Any, store: Any, rows: Sequence[int]) -> dict[str, float]:
+    """Spearman correlation of the probe's peak with the scored length, raw and length-adjusted."""
+    from scipy.stats import spearmanr
+
+    lengths = [len(store.rows(i)) for i in rows]
+    raw = [max(probe.stream_scores(store.rows(i), raw=True)) for i in rows]
+    adjusted = [max(probe.stream_scores(store.rows(i))) for i in rows]
+    return {
+        "rows": float(len(rows)),
+        "raw": float(spearmanr(lengths, raw).statistic),
+        "adjusted": float(spearmanr(lengths, adjusted).statistic),
+    }
+
+
 def exchange_scores(model: ExchangeClassifier, rows: Sequence[list[int]]) -> list[float]:
     """Each row's highest per-token logit: the streamed score at the end of the exchange."""
     return [max(s) for s in model.token_scores(list(rows))]
@@ -233,7 +247,11 @@ def train_guard(
     if recipe.probe_length_reference == "benign-median":
         benign = [i for i, r in enumerate(role) if r != "test" and records[i]["label"] == 0]
         probe.reference = fit_length_reference([probe.stream_scores(store.rows(i), raw=True) for i in benign])
-        card["probe_length_reference"] = {"rows": len(benign), **probe.reference.to_dict()}
+        card["probe_length_reference"] = {
+            "rows": len(benign),
+            **probe.reference.to_dict(),
+            "calibration_spearman": length_dependence(probe, store, calib),
+        }
     probe.save(out / "probe")
     probe_z = max_scores(probe, store, calib)
     calib_scores = {v: exchange_scores(classifiers[v], [tokens[v][i].scored for i in calib]) for v in VIEWS}
