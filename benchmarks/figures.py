@@ -191,6 +191,22 @@ def code_reproduce(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def code_speed(d: dict[str, Any]) -> list[str]:
+    ours, theirs = d["alignlab_sampler"], d["transformers_generate"]
+    return [
+        f"**Code sampling speed** (`{d['command']}`; `{d['model']}`, {d['size']}):",
+        "",
+        "| side | seconds | tokens | tokens/s |",
+        "| --- | ---: | ---: | ---: |",
+        f"| alignlab (continuous batching, per-token log-probs) | {ours['seconds']} | {ours['tokens']:,} "
+        f"| {ours['tokens_per_s']:.1f} |",
+        f"| transformers `generate` | {theirs['seconds']} | {theirs['tokens']:,} | {theirs['tokens_per_s']:.1f} |",
+        "",
+        f"Ratio {d['ratio']:.2f}×; identical greedy replies: {d['identical_replies']}. {d['note']}.",
+        "",
+    ]
+
+
 def prefs(d: dict[str, Any]) -> list[str]:
     def cell(v: dict[str, Any]) -> str:
         low, high = v["one_run_wilson95"]
@@ -422,6 +438,7 @@ SECTIONS: list[tuple[str, Any]] = [  # docs/benchmarks.md order; each block is f
     ("guard_redteam", guard_redteam),
     ("code_sandbox", code),
     ("code_reproduce", code_reproduce),
+    ("code_speed", code_speed),
     ("prefs", prefs),
     ("prefs_pmp", prefs_pmp),
     ("prefs_throughput", prefs_throughput),
@@ -517,6 +534,11 @@ def headline() -> list[str]:
             f"| code: Qwen2.5-Coder-0.5B-Instruct HumanEval pass@1, {q['tasks']} of 164 problems "
             f"(published: {q['published']['pass@1']:.1f}%) | {q['pass@1']:.1%} [{lo:.0%}, {hi:.0%}] "
             "| `code_reproduce.json` |"
+        )
+    if (v := load("code_speed")) is not None:
+        rows.append(
+            f"| code: sampling tokens/s vs transformers `generate` ({v['model']}, one batch) "
+            f"| {v['ratio']:.2f}× | `code_speed.json` |"
         )
     if (t := load("prefs_throughput_full")) is not None:
         rows.append(
