@@ -36,3 +36,24 @@ def test_a_guard_figure_of_another_guard_is_labelled_and_one_of_the_shipped_guar
     assert "another guard" in other and shipped in other and "0" * 16 in other
     assert module.earlier({}) == " (another guard than the shipped one)", "no stamp is not the shipped guard"
     assert module.earlier_guard({"guard": "none", "guard_sha256_16": None}) == "", "unguarded: no guard"
+
+
+def test_the_code_speed_section_renders_the_record_the_benchmark_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = figures(monkeypatch)
+    side = {"seconds": 100.0, "tokens": 4096, "tokens_per_s": 40.96}
+    record = {  # the keys benchmarks/code_speed.py writes, plus the command common.write adds
+        "command": "python benchmarks/code_speed.py",
+        "size": "16 HumanEval prompts in one batch",
+        "model": "qwen2.5-coder-0.5b",
+        "mode": "evalplus",
+        "alignlab_sampler": side,
+        "transformers_generate": {**side, "seconds": 200.0, "tokens_per_s": 20.48},
+        "ratio": 2.0,
+        "identical_replies": "16 of 16",
+        "note": "prefill included on both sides",
+    }
+    text = "\n".join(module.code_speed(record))
+    assert "| 41.0 |" in text and "| 20.5 |" in text
+    assert "Ratio 2.00" in text and "16 of 16" in text
