@@ -116,3 +116,28 @@ def test_continuous_answers_equal_one_at_a_time_answers(tiny_backend: Any) -> No
     assert together == alone  # every answer, each once, whatever the batch it decoded in
     scripted = dict(answer(ScriptedBackend("one two three"), list(enumerate(chats)), params, width=2))
     assert set(scripted) == set(alone)  # a backend without continuous batching answers in batches
+
+
+def test_bf16_answers_come_from_the_same_weights_cast_and_are_cached_apart(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    from alignlab.errors import ConfigError
+    from alignlab.guard.dataset import answerer, in_answer_precision
+    from alignlab.models.hf import HFBackend
+
+    fast = Recipe(policy="tiny", answer_precision="bf16")
+    policy = in_answer_precision(HFBackend.load(tiny_model_dir, name="tiny"), fast)
+    assert isinstance(policy, HFBackend)
+    assert all(p.dtype == torch.bfloat16 for p in policy.model.parameters())
+    [gen] = policy.generate([[{"role": "user", "content": "hello"}]], SamplingParams(max_new_tokens=3))
+    assert gen.text  # it still answers
+    exact = Recipe(policy="tiny")
+    assert answerer(exact) == "tiny" and answerer(fast) == "tiny@bf16"  # a bf16 answer never serves fp32
+    same = HFBackend.load(tiny_model_dir, name="tiny")
+    assert in_answer_precision(same, exact) is same and next(same.model.parameters()).dtype == torch.float32
+    with pytest.raises(ConfigError, match="not one"):
+        in_answer_precision(ScriptedBackend("x"), fast)
+    with pytest.raises(ConfigError, match="answer_precision"):
+        Recipe(answer_precision="fp8")

@@ -65,7 +65,7 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
     from alignlab.guard.seeds import data_dir as find_data
     from alignlab.models import load_backend
 
-    policy = load_backend(recipe.policy)
+    policy = dataset.in_answer_precision(load_backend(recipe.policy), recipe)
     generator = policy if recipe.generator == recipe.policy else load_backend(recipe.generator)
     path = dataset.build(
         recipe,
@@ -74,7 +74,9 @@ def _data(recipe: Any, data_dir: Path | None) -> list[dict[str, Any]]:
         policy=policy,
         root=find_data(data_dir),
         generator=generator,
-        answers=answers_path(_work(recipe).parent / "answers", recipe.policy, recipe.response_tokens),
+        answers=answers_path(
+            _work(recipe).parent / "answers", dataset.answerer(recipe), recipe.response_tokens
+        ),
     )
     return dataset.selected(recipe, list(read_jsonl(path)))
 

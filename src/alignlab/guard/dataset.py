@@ -159,7 +159,7 @@ def build(
     ]
     params = SamplingParams(max_new_tokens=recipe.response_tokens)
     fit = _fitter(policy, recipe.response_tokens)
-    cache = AnswerCache(answers, recipe.policy, recipe.response_tokens) if answers else None
+    cache = AnswerCache(answers, answerer(recipe), recipe.response_tokens) if answers else None
     with progress_bar() as bar:
         task = bar.add_task("policy answers", total=len(todo_all), completed=len(todo_all) - len(todo))
         fresh = []
@@ -181,6 +181,34 @@ def build(
     card = {"decontamination": decontamination, "real_traffic": traffic_report, "hh_redteam": redteam}
     write_card(out, [r for r in results.records() if r["id"] in wanted], recipe, card)
     return results.path
+
+
+def answerer(recipe: Recipe) -> str:
+    """The name answers are cached under: the policy spec, and the precision unless it is fp32."""
+    precision = recipe.answer_precision
+    return recipe.policy if precision == "fp32" else f"{recipe.policy}@{precision}"
+
+
+def in_answer_precision(policy: Backend, recipe: Recipe) -> Backend:
+    """``policy`` cast to ``recipe.answer_precision`` (a local model's weights; fp32 leaves it as is).
+
+    Raises:
+        ConfigError: a reduced precision asked of a backend whose weights are not in this process.
+    """
+    if recipe.answer_precision == "fp32":
+        return policy
+    from alignlab.errors import ConfigError
+    from alignlab.models.hf import HFBackend
+
+    if not isinstance(policy, HFBackend):
+        raise ConfigError(
+            f"answer_precision {recipe.answer_precision} casts a local model's weights; "
+            f"{recipe.policy!r} is not one (use fp32)"
+        )
+    import torch
+
+    policy.model.to(torch.bfloat16)
+    return policy
 
 
 class Checks:

@@ -34,6 +34,7 @@ DATA_FIELDS = (
     "max_request_chars",
     "test_fraction",
     "response_tokens",
+    "answer_precision",
     "seed",
     "decontam_jaccard",
     "decontam_cosine",

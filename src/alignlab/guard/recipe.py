@@ -55,6 +55,11 @@ class Recipe:
     max_request_chars: int = option(600, "longer seed requests are cut to this many characters")
     test_fraction: float = option(0.2, "share of seeds (by hash) held out as the test split")
     response_tokens: int = option(16, "policy response length generated per training exchange")
+    answer_precision: str = option(
+        "fp32",
+        "precision the policy answers training exchanges in: fp32 (as served) or bf16 (the same weights, "
+        "faster on a CPU with bf16 matrix units; greedy answers may differ)",
+    )
     prompt_window: int = option(
         512, "prompt tokens every stage scores (the last ones), in training, evaluation and serving alike"
     )
@@ -132,6 +137,8 @@ class Recipe:
         self.window  # noqa: B018 (validates the window fields: ConfigError on a bad one)
         if self.classifier_precision not in ("no", "bf16"):
             raise ConfigError(f"classifier_precision must be no or bf16, not {self.classifier_precision!r}")
+        if self.answer_precision not in ("fp32", "bf16"):
+            raise ConfigError(f"answer_precision must be fp32 or bf16, not {self.answer_precision!r}")
         if self.probe_length_reference not in ("none", "benign-median"):
             raise ConfigError(
                 f"probe_length_reference must be none or benign-median, not {self.probe_length_reference!r}"
