@@ -52,6 +52,24 @@ def test_a_changed_recipe_retrains_instead_of_reusing(tiny_backend: Any, tmp_pat
     assert "reused" not in more and more["fingerprint"] != first["fingerprint"], "new data"
 
 
+def test_a_retrained_classifier_reuses_the_policy_activations(tiny_backend: Any, tmp_path: Path) -> None:
+    from alignlab.guard.train import train_guard
+
+    recipe = Recipe(
+        policy="tiny", classifier_layers=1, probe_epochs=1, probe_layer_stride=1, target_escalation=0.5
+    )
+    out, work = tmp_path / "guard", tmp_path / "work"
+    train_guard(recipe, tiny_records(16), tiny_backend, work, out)
+    [features] = (work / "features").glob("*/features.npy")
+    written = features.stat().st_mtime_ns
+    changed = train_guard(replace(recipe, classifier_epochs=2), tiny_records(16), tiny_backend, work, out)
+    assert "reused" not in changed, "the classifiers train anew"
+    assert [features] == list((work / "features").glob("*/features.npy"))
+    assert features.stat().st_mtime_ns == written, "the activations depend on neither: not extracted again"
+    train_guard(replace(recipe, probe_layer_stride=2), tiny_records(16), tiny_backend, work, out)
+    assert len(list((work / "features").glob("*/features.npy"))) == 2, "other layers: a new extraction"
+
+
 def test_a_length_reference_recalibrates_without_retraining(tiny_backend: Any, tmp_path: Path) -> None:
     from alignlab.guard.probe import LinearProbe
     from alignlab.guard.train import train_guard

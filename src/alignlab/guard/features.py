@@ -96,17 +96,26 @@ class FeatureStore:
 
 
 def extract(
-    policy: GuardPolicy, token_rows: list[Tokens], layers: list[int], folder: Path, batch: int = 64
+    policy: GuardPolicy,
+    token_rows: list[Tokens],
+    layers: list[int],
+    root: Path,
+    batch: int = 64,
+    *,
+    policy_key: str = "",
 ) -> FeatureStore:
-    """Write the policy's activations for every scored token of every row to ``folder`` and open them.
+    """Write the policy's activations for every scored token of every row under ``root`` and open them.
 
-    Reuses a complete earlier extraction of exactly the same token rows and layers.
+    The folder is named by what the activations depend on (``policy_key``, naming the policy's
+    weights, the token rows and the layers), so a training run that changes only how the
+    classifiers or the probe train reuses a complete earlier extraction instead of redoing it.
     """
     from alignlab.core.progress import progress_bar
 
-    folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps([[t.ids, t.score_start] for t in token_rows]).encode()).hexdigest()
-    signature = {"rows": len(token_rows), "tokens": digest, "layers": layers}
+    signature = {"policy": policy_key, "rows": len(token_rows), "tokens": digest, "layers": layers}
+    folder = root / hashlib.sha256(json.dumps(signature).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
     meta = folder / "meta.json"
     if meta.is_file() and json.loads(meta.read_text()) == signature:
         return FeatureStore.open(folder)

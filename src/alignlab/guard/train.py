@@ -195,6 +195,7 @@ def train_guard(
     started = time.perf_counter()
     fingerprint = guard_fingerprint(recipe, records)
     claim(out, fingerprint)  # parts trained for another recipe or other data are removed, not reused
+    features = work / "features"  # keyed by the activations' own inputs: shared by every training variant
     work = work / fingerprint[:16]
     role = roles(records, recipe.calibration_fraction)
     fit = [i for i, r in enumerate(role) if r == "fit"]
@@ -238,7 +239,7 @@ def train_guard(
     )
     soft = [0.5 * y + 0.5 * float(t) for y, t in zip(labels, teacher, strict=True)]
     layers = probe_layers(int(policy.model.config.num_hidden_layers), recipe.probe_layer_stride)
-    store = extract(policy, tokens["exchange"], layers, work / "features")
+    store = extract(policy, tokens["exchange"], layers, features, policy_key=recipe.policy)
     probe, probe_history = train_probe(
         store, fit, soft, layers, window=recipe.probe_window, epochs=recipe.probe_epochs, seed=recipe.seed
     )
