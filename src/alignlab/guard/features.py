@@ -102,7 +102,7 @@ def extract(
     root: Path,
     batch: int = 64,
     *,
-    policy_key: str = "",
+    policy_key: str,
 ) -> FeatureStore:
     """Write the policy's activations for every scored token of every row under ``root`` and open them.
 
