@@ -223,9 +223,10 @@ class Checks:
     @functools.cached_property
     def references(self) -> list[Any]:
         from alignlab.guard.decontam import Reference
-        from alignlab.guard.evalsets import load_eval_sets
+        from alignlab.guard.evalsets import load_eval_sets, shipping_bar
 
-        return [Reference(i.id, i.set, i.text) for i in load_eval_sets(self.root)] if self.root else []
+        items = [*(load_eval_sets(self.root) if self.root else []), *shipping_bar()]
+        return [Reference(i.id, i.set, i.text) for i in items]
 
     def embedder(self) -> Any:
         from alignlab.guard.decontam import load_embedder

@@ -4,7 +4,9 @@ Benign traffic: real chat requests (arena_hard v0.1 and v2.0, mt_bench, and the 
 a recipe's real traffic, :mod:`alignlab.guard.traffic`); over-refusal sets
 (XSTest safe, coconot_contrast, the held-out half of cyberseceval mitre_frr). Harmful:
 XSTest unsafe. The guard's own test split (seeds hashed away from training, with held-out
-augmentation families) is added by :mod:`alignlab.guard.evaluate`.
+augmentation families) is added by :mod:`alignlab.guard.evaluate`. The shipping bar
+(:func:`shipping_bar`, the requests of the default guard's release test) is evaluation-only too:
+training data is decontaminated against it, though it is no benchmark set.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ class EvalItem:
     text: str
     label: int
     set: str
+
+
+def shipping_bar() -> list[EvalItem]:
+    """The default guard's shipping bar (``guard/data/shipping_bar.yaml``), harmful requests first."""
+    from importlib import resources
+
+    import yaml
+
+    path = resources.files("alignlab.guard") / "data" / "shipping_bar.yaml"
+    raw = yaml.safe_load(path.read_text("utf-8"))
+    return [
+        EvalItem(f"bar-{side}-{n}", str(text), label, f"shipping_bar_{side}")
+        for side, label in (("harmful", 1), ("benign", 0))
+        for n, text in enumerate(raw[side])
+    ]
 
 
 def load_eval_sets(root: Path, max_per_set: int = 0) -> list[EvalItem]:

@@ -66,7 +66,7 @@ def digest(value: Any) -> str:
 
 def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | None) -> str:
     """The exchange dataset's key: its recipe fields, the constitution and the dataset seeds."""
-    from alignlab.guard.evalsets import load_eval_sets
+    from alignlab.guard.evalsets import load_eval_sets, shipping_bar
     from alignlab.guard.seeds import dataset_seeds
 
     seeds = (
@@ -74,7 +74,7 @@ def data_fingerprint(recipe: Recipe, constitution: Constitution, root: Path | No
         if root is not None
         else []
     )
-    evaluation = [asdict(i) for i in load_eval_sets(root)] if root is not None else []
+    evaluation = [asdict(i) for i in [*(load_eval_sets(root) if root is not None else []), *shipping_bar()]]
     fields = {name: getattr(recipe, name) for name in DATA_FIELDS}
     if recipe.real_traffic != "none" and recipe.real_traffic_conversations > 0:
         from alignlab.guard.traffic import traffic_path
