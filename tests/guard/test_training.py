@@ -266,3 +266,21 @@ def test_probe_batches_hold_every_row_once_and_rows_of_similar_length() -> None:
     assert sorted(int(r) for b in batches for r in b) == list(range(200))
     spread = [max(lengths[int(r)] for r in b) - min(lengths[int(r)] for r in b) for b in batches]
     assert np.median(spread) < 400  # a random batch of 8 of 200 would span about 1,500 tokens
+
+
+def test_training_batches_group_rows_of_similar_length() -> None:
+    from alignlab.guard.train import length_grouped
+
+    rng = np.random.default_rng(0)
+    lengths = [int(n) for n in rng.choice([20, 40, 300, 700], size=200)]
+    indices = list(range(1000, 1200))
+    epoch = length_grouped(indices, lengths, 8, seed=1)
+    assert sorted(i for b in epoch for i in b) == indices and all(len(b) <= 8 for b in epoch)
+    assert epoch != length_grouped(indices, lengths, 8, seed=2)
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i - 1000] for i in b) for b in batches)
+
+    shuffled = [int(i) for i in rng.permutation(indices)]
+    at_random = [shuffled[s : s + 8] for s in range(0, 200, 8)]
+    assert padded(epoch) < 0.8 * padded(at_random)

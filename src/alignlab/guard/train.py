@@ -76,7 +76,7 @@ def fit_classifier(
     )
     names = list(keys) if keys is not None else [str(i) for i in range(len(rows))]
     held = [unit_hash(f"validation:{k}") < recipe.validation_fraction for k in names]
-    train_idx = np.array([i for i, h in enumerate(held) if not h] or list(range(len(rows))))
+    train_idx = [i for i, h in enumerate(held) if not h] or list(range(len(rows)))
     val_idx = [i for i, h in enumerate(held) if h]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=recipe.classifier_lr, weight_decay=0.0)
@@ -94,11 +94,11 @@ def fit_classifier(
     with progress_bar() as bar:
         task = bar.add_task(f"training the {name} classifier", total=epochs * len(train_idx))
         for epoch in range(epochs):
-            np.random.default_rng(recipe.seed + epoch).shuffle(train_idx)
             model.train()
             losses = []
-            for start in range(0, len(train_idx), batch):
-                chunk = train_idx[start : start + batch]
+            for chunk in length_grouped(
+                train_idx, [len(rows[i]) for i in train_idx], batch, recipe.seed + epoch
+            ):
                 ids, mask = pad([rows[i] for i in chunk])
                 y = torch.tensor([labels[i] for i in chunk], dtype=torch.float32)
                 with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=autocast_on):
@@ -128,6 +128,20 @@ def fit_classifier(
     if best_state is not None:  # the best validation epoch, not the last
         final.load_state_dict(best_state, strict=False)
     return final.eval(), curves
+
+
+def length_grouped(indices: Sequence[int], lengths: Sequence[int], batch: int, seed: int) -> list[list[int]]:
+    """One epoch's batches of ``indices``, shuffled, with rows of similar length batched together.
+
+    transformers' :class:`~transformers.trainer_pt_utils.LengthGroupedSampler` (``group_by_length``
+    in its Trainer): random mega-batches, each sorted by length, so a batch pads to its own
+    longest row rather than to a long conversation drawn at random.
+    """
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    order = LengthGroupedSampler(batch, lengths=list(lengths), generator=torch.Generator().manual_seed(seed))
+    picked = [int(indices[i]) for i in order]
+    return [picked[start : start + batch] for start in range(0, len(picked), batch)]
 
 
 def _trained(key: str) -> bool:
