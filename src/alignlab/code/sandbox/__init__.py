@@ -9,6 +9,8 @@ The layers, outermost first, one module each:
 * ``namespaces``: the worker's kernel isolation (user, network, mount and PID namespaces,
   capabilities) and the :class:`~alignlab.code.sandbox.namespaces.Isolation` report;
 * ``child``: a program's own process: resource limits, seccomp, the program and its tests;
+* ``reap``: the fork server's work after each program: reap it under a wall-clock backstop,
+  kill whatever it left running, empty its folder;
 * ``landlock`` and ``seccomp``: the kernel layers every program runs under (the fork server
   enters them, each child adds the few seccomp rules that are its own);
 * ``strict``: the in-process checks against reward hacks on the unit tests.

@@ -11,7 +11,7 @@ output and empties the sample's folder.
 
 What the forked child does (limits, seccomp, the program, its report) is
 :mod:`alignlab.code.sandbox.child`. Only the standard library and the sibling modules
-(namespaces, landlock, seccomp, child, strict) are imported here, so a worker starts fast
+(namespaces, landlock, seccomp, child, reap, strict) are imported here, so a worker starts fast
 and forks small.
 """
 
@@ -23,8 +23,6 @@ import importlib
 import json
 import os
 import random
-import resource
-import select
 import shutil
 import signal
 import sys
@@ -32,7 +30,7 @@ import tempfile
 import time
 from typing import Any
 
-from alignlab.code.sandbox import landlock, namespaces, seccomp
+from alignlab.code.sandbox import landlock, namespaces, reap, seccomp
 from alignlab.code.sandbox.child import (
     RECORD_BYTES,
     execute,
@@ -141,7 +139,7 @@ class ForkServer:
             write = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self.outputs.append((write, os.open(path, os.O_RDONLY)))
         self.null = os.open(os.devnull, os.O_RDONLY)
-        self.children = _open_children() if not self.report.pid_namespace else None
+        self.children = reap.open_children() if not self.report.pid_namespace else None
         self.stdin = os.fdopen(os.dup(0), "rb")
         self.stdout = os.dup(1)
         null = os.open(os.devnull, os.O_RDWR)
@@ -273,9 +271,9 @@ class ForkServer:
             finally:
                 os._exit(70)
         os.close(result_write)
-        status, usage, wall_killed = self._wait(pid)
+        status, usage, wall_killed = reap.wait(pid, self.limits["wall_seconds"])
         wall = time.monotonic() - started
-        self._sweep(pid)
+        reap.sweep(pid, self.report.pid_namespace, self.children)
         record = _read_record(result_read, nonce)
         os.close(result_read)
         cap = self.limits["output_bytes"]
@@ -286,7 +284,7 @@ class ForkServer:
             "stderr": self._take_output(1, cap),
         }
         result |= self._verdict(record, status, result, wall_killed)
-        if not _empty(self.folder):
+        if not reap.empty(self.folder):
             result["retire"] = True
         return result
 
@@ -297,54 +295,6 @@ class ForkServer:
         os.ftruncate(write, 0)
         os.lseek(write, 0, os.SEEK_SET)
         return data.decode("utf-8", "replace")
-
-    def _wait(self, pid: int) -> tuple[int, resource.struct_rusage, bool]:
-        killed = False
-        deadline = self.limits["wall_seconds"]
-        if hasattr(os, "pidfd_open"):
-            handle = os.pidfd_open(pid)
-            try:
-                if not select.select([handle], [], [], deadline)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    killed = True
-            finally:
-                os.close(handle)
-        else:  # pragma: no cover - platforms without pidfd (macOS): poll
-            end = time.monotonic() + deadline
-            while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-                if time.monotonic() > end:
-                    os.kill(pid, signal.SIGKILL)
-                    killed = True
-                    break
-                time.sleep(0.002)
-        _, status, usage = os.wait4(pid, 0)
-        return status, usage, killed
-
-    def _sweep(self, pid: int) -> None:
-        """Kill and reap everything the sample started, wherever it went."""
-        if self.report.pid_namespace:
-            try:
-                os.kill(-1, signal.SIGKILL)  # as init: every other process in the namespace
-            except ProcessLookupError:
-                return  # none, not even an unreaped one: the usual case
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            for _ in range(1000):
-                children = _children(self.children)
-                if not children:
-                    break
-                for child in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(child, signal.SIGKILL)
-                for child in children:
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(child, 0)
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
 
     def _verdict(
         self, record: dict[str, Any] | None, status: int, result: dict[str, Any], wall_killed: bool
@@ -386,44 +336,6 @@ def _read_record(fd: int, nonce: str) -> dict[str, Any] | None:
             if verdict in ("passed", "failed", "timed_out", "out_of_memory") and isinstance(detail, str):
                 return {"verdict": verdict, "detail": detail}
     return None
-
-
-def _empty(folder: str) -> bool:
-    """Remove everything in ``folder`` (a sample may have locked its subfolders); False if that fails."""
-    try:
-        os.chmod(folder, 0o700)
-        found, pending = [], [folder]
-        while pending:
-            with os.scandir(pending.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        os.chmod(entry.path, 0o700)
-                        found.append(entry.path)
-                        pending.append(entry.path)
-                    else:
-                        os.unlink(entry.path)
-        for path in reversed(found):  # every folder after its parent, so children go first
-            os.rmdir(path)
-    except OSError:
-        return False
-    return True
-
-
-def _open_children() -> int | None:
-    """A descriptor on this process's list of children (read again for each sample), or None."""
-    try:
-        return os.open(f"/proc/self/task/{os.getpid()}/children", os.O_RDONLY)
-    except OSError:
-        return None
-
-
-def _children(handle: int | None) -> list[int]:
-    if handle is None:
-        return []
-    try:
-        return [int(pid) for pid in os.pread(handle, 1 << 16, 0).split()]
-    except OSError:
-        return []
 
 
 def _signal_name(number: int) -> str:
