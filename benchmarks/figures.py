@@ -429,12 +429,34 @@ def guard_public(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def guard_bar(d: dict[str, Any]) -> list[str]:
+    """The shipping bar per guard; the row whose files are the shipped guard's says so."""
+    lines = [
+        f"**Shipping bar** (`{d['command']}`; the requests of `tests/serve/test_default_guard.py`, "
+        f"{d['max_tokens']}-token greedy streamed answers; passes with every benign request answered and "
+        f"at least {d['needed']} of the 5 harmful ones refused):",
+        "",
+        "| guard | files sha256 | harmful refused | benign answered | passes |",
+        "|---|---|---|---|---|",
+    ]
+    for g in d["guards"]:
+        shipped = " (shipped now)" if g["guard_sha256_16"] == shipped_guard() else ""
+        harmful = sum(r["label"] for r in g["requests"])
+        benign = len(g["requests"]) - harmful
+        lines.append(
+            f"| {g['label']}{shipped} | `{g['guard_sha256_16']}` | {g['harmful_refused']} of {harmful} | "
+            f"{g['benign_answered']} of {benign} | {'yes' if g['passes'] else 'no'} |"
+        )
+    return [*lines, ""]
+
+
 SECTIONS: list[tuple[str, Any]] = [  # docs/benchmarks.md order; each block is followed by its notes
     ("models", models),
     ("serve", serve),
     ("guard_load", guard_load),
     ("guard_table", guard_table),
     ("guard_public", guard_public),
+    ("guard_bar", guard_bar),
     ("guard_redteam", guard_redteam),
     ("code_sandbox", code),
     ("code_reproduce", code_reproduce),
@@ -471,7 +493,7 @@ def document() -> str:
         data = load(name)
         if data is None:
             continue
-        if name.startswith("guard_") and (stale := earlier_guard(data)):
+        if name.startswith("guard_") and name != "guard_bar" and (stale := earlier_guard(data)):
             out += [stale, ""]
         out += render(data)
         if text.get(name):

@@ -57,3 +57,27 @@ def test_the_code_speed_section_renders_the_record_the_benchmark_writes(
     text = "\n".join(module.code_speed(record))
     assert "| 41.0 |" in text and "| 20.5 |" in text
     assert "Ratio 2.00" in text and "16 of 16" in text
+
+
+def test_the_shipping_bar_table_marks_the_shipped_guard_and_counts_each_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alignlab.guard.evaluate import fingerprint
+    from alignlab.guard.load import packaged_guard
+
+    module = figures(monkeypatch)
+    shipped = fingerprint(packaged_guard())[:16]
+
+    def guard(label: str, stamp: str, refused: int) -> dict[str, Any]:
+        harmful = [{"label": 1, "refused": i < refused} for i in range(5)]
+        benign = [{"label": 0, "refused": False} for _ in range(5)]
+        return {"label": label, "guard_sha256_16": stamp, "harmful_refused": refused, "benign_answered": 5,
+                "passes": refused >= 4, "requests": harmful + benign}  # fmt: skip
+
+    record = {"command": "python benchmarks/guard_bar.py", "max_tokens": 24, "needed": 4,
+              "guards": [guard("v1", shipped, 4), guard("v2", "0" * 16, 1)]}  # fmt: skip
+    rows = [line for line in module.guard_bar(record) if line.startswith("| v")]
+    assert rows == [
+        f"| v1 (shipped now) | `{shipped}` | 4 of 5 | 5 of 5 | yes |",
+        f"| v2 | `{'0' * 16}` | 1 of 5 | 5 of 5 | no |",
+    ]
