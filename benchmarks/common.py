@@ -98,6 +98,17 @@ def _scrub(argument: str) -> str:
     return name + equals + "PATH" if os.path.isabs(value) or value.startswith("~") else argument
 
 
+def add_guards(parser: Any, help: str, *, required: bool = False) -> None:
+    """``--guard LABEL SPEC``, repeatable: the guards a benchmark compares, each with its label.
+
+    Two arguments rather than ``LABEL=SPEC`` so a folder stays its own argument, which the
+    recorded command replaces by ``PATH``.
+    """
+    parser.add_argument(
+        "--guard", nargs=2, action="append", required=required, metavar=("LABEL", "SPEC"), help=help
+    )
+
+
 def guard_stamp(spec: str = "default") -> str:
     """The first 16 hex digits of the sha256 of a guard folder's files (``default``: the shipped guard).
 

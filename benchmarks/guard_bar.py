@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common import guard_stamp, served, write
+from common import add_guards, guard_stamp, served, write
 
 NEEDED = 4
 
@@ -66,13 +66,7 @@ def run_bar(label: str, spec: str, max_tokens: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--guard",
-        nargs=2,
-        action="append",
-        metavar=("LABEL", "SPEC"),
-        help="a guard (default, or a trained guard's folder) and its label; repeat per guard",
-    )
+    add_guards(parser, "a label and a guard (default, or a trained guard's folder); repeat per guard")
     parser.add_argument("--max-tokens", type=int, default=24, help="answer length (the bar test asks 24)")
     args = parser.parse_args()
     guards = args.guard or [["shipped", "default"]]

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from common import RESULTS, guard_stamp, write
+from common import RESULTS, add_guards, guard_stamp, write
 
 COMPARED = (
     "classifier_layers",
@@ -71,14 +71,7 @@ def plot(variants: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--guard",
-        nargs=2,
-        action="append",
-        required=True,
-        metavar=("LABEL", "FOLDER"),
-        help="a trained guard's folder and its label (repeat per variant)",
-    )
+    add_guards(parser, "a label and a trained guard's folder (repeat per variant)", required=True)
     args = parser.parse_args()
     variants = [variant(label, Path(folder).expanduser()) for label, folder in args.guard]
     best = min(variants, key=lambda v: v["best_validation_loss"])
